@@ -1,0 +1,266 @@
+"""Tests of ftbook.serve: safe loading, batch prediction, the HTTP API's answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ftbook import serve
+from ftbook.resources import minilm_path
+
+LABELS = ["business", "sport", "tech"]
+
+
+def make_checkpoint(folder: Path) -> Path:
+    """A small fine-tuning-shaped checkpoint: MiniLM + a seeded random 3-class head."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(
+        minilm_path(), num_labels=3, id2label=dict(enumerate(LABELS)),
+        label2id={l: i for i, l in enumerate(LABELS)})
+    model.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="module")
+def clf(ckpt):
+    return serve.load_classifier(ckpt, max_batch=4, max_length=32)
+
+
+@pytest.fixture(scope="module")
+def client(clf):
+    from fastapi.testclient import TestClient
+
+    app = serve.create_app(classifier=clf, max_texts=8, max_chars=200, max_body_bytes=4000)
+    return TestClient(app)
+
+
+TEXTS = ["Shares rose after the results.", "The striker scored twice.", "A new chip is faster.",
+         "Oil prices fell.", "The match ended in a draw.", "Phones get better cameras."]
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+def test_load_and_labels(clf):
+    assert clf.labels == LABELS
+    assert not clf.model.training
+
+
+def test_refuses_missing_folder(tmp_path):
+    with pytest.raises(serve.CheckpointError, match="does not exist"):
+        serve.check_checkpoint(tmp_path / "nope")
+
+
+def test_refuses_pickle_only_checkpoint(ckpt, tmp_path):
+    bad = tmp_path / "pickled"
+    bad.mkdir()
+    for f in ckpt.iterdir():
+        if f.suffix != ".safetensors":
+            (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(serve.CheckpointError, match="refuse to unpickle"):
+        serve.load_classifier(bad)
+
+
+def test_refuses_remote_code(ckpt, tmp_path):
+    bad = tmp_path / "remote"
+    bad.mkdir()
+    for f in ckpt.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModel": "evil.Model"}
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(serve.CheckpointError, match="trust_remote_code"):
+        serve.check_checkpoint(bad)
+
+
+def test_refuses_config_without_labels_or_tokenizer(ckpt, tmp_path):
+    bad = tmp_path / "nolabels"
+    bad.mkdir()
+    for f in ckpt.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg.pop("id2label", None)
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(serve.CheckpointError, match="id2label"):
+        serve.check_checkpoint(bad)
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(serve.CheckpointError, match="not valid JSON"):
+        serve.check_checkpoint(bad)
+    with pytest.raises(TypeError, match="must be a path"):
+        serve.check_checkpoint(123)
+
+
+# ---- batch prediction ------------------------------------------------------------------------
+
+def test_batched_equals_one_by_one(clf):
+    batched = clf.logits(TEXTS)  # max_batch=4: two batches, padded differently
+    single = torch.cat([clf.logits([t]) for t in TEXTS])
+    assert batched.shape == (len(TEXTS), 3)
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-4)
+
+
+def test_predict_structure(clf):
+    preds = clf.predict(TEXTS[:2])
+    assert len(preds) == 2
+    for p in preds:
+        assert set(p) == {"label", "score", "probabilities"}
+        assert p["label"] in LABELS
+        assert abs(sum(p["probabilities"].values()) - 1) < 1e-4
+        assert p["score"] == max(p["probabilities"].values())
+
+
+def test_truncation_to_max_length(clf):
+    long = "word " * 500
+    assert clf.predict([long])[0]["label"] in LABELS
+    assert torch.allclose(clf.logits([long]), clf.logits([" ".join(["word"] * 100)]), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad,err,match", [
+    ("one string", TypeError, "wrap it"),
+    ([1, "x"], TypeError, r"texts\[0\] is int"),
+    (["ok", "  "], ValueError, r"texts\[1\] is empty"),
+])
+def test_predict_bad_input(clf, bad, err, match):
+    with pytest.raises(err, match=match):
+        clf.predict(bad)
+
+
+def test_classifier_bad_limits(clf):
+    with pytest.raises(ValueError, match="max_batch must be a positive int"):
+        serve.Classifier(model=clf.model, tokenizer=clf.tokenizer, max_batch=0)
+
+
+# ---- HTTP API --------------------------------------------------------------------------------
+
+def test_health(client):
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["labels"] == LABELS and body["max_texts"] == 8
+
+
+def test_predict_equals_in_process(client, clf):
+    r = client.post("/predict", json={"texts": TEXTS})
+    assert r.status_code == 200
+    assert r.json()["predictions"] == clf.predict(TEXTS)
+
+
+def test_openapi_docs(client):
+    spec = client.get("/openapi.json").json()
+    assert "/predict" in spec["paths"] and "/health" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+BAD_REQUESTS = [
+    ("malformed json", dict(content=b'{"texts": ["a",', headers={"content-type": "application/json"}),
+     422, "not valid JSON"),
+    ("not an object", dict(json=["a", "b"]), 422, ""),
+    ("missing field", dict(json={"text": ["a"]}), 422, "texts"),
+    ("wrong type", dict(json={"texts": "just one string"}), 422, "texts"),
+    ("number in list", dict(json={"texts": ["ok", 3]}), 422, "texts.1"),
+    ("null in list", dict(json={"texts": [None]}), 422, "texts.0"),
+    ("empty list", dict(json={"texts": []}), 422, "texts is empty"),
+    ("empty string", dict(json={"texts": ["fine", ""]}), 422, r"texts[1] is empty"),
+    ("whitespace", dict(json={"texts": ["   \n"]}), 422, r"texts[0] is empty"),
+    ("too many texts", dict(json={"texts": ["a"] * 9}), 422, "limit is 8"),
+    ("text too long", dict(json={"texts": ["x" * 201]}), 422, "201 characters; the limit is 200"),
+    ("huge body", dict(json={"texts": ["y" * 5000]}), 413, "limit is 4000 bytes"),
+    ("extra field", dict(json={"texts": ["a"], "debug": True}), 422, "unknown field"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,status,message", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_get_4xx_with_message(client, name, kwargs, status, message):
+    r = client.post("/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+
+
+def test_chunked_huge_body_refused(client):
+    def gen():
+        for _ in range(10):
+            yield b"z" * 1000
+
+    r = client.post("/predict", content=gen(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_wrong_method_and_path(client):
+    assert client.get("/predict").status_code == 405
+    assert client.post("/nowhere", json={}).status_code == 404
+
+
+def test_create_app_arguments(clf, ckpt):
+    with pytest.raises(ValueError, match="exactly one"):
+        serve.create_app()
+    with pytest.raises(ValueError, match="exactly one"):
+        serve.create_app(ckpt, classifier=clf)
+    with pytest.raises(ValueError, match="max_texts must be a positive int"):
+        serve.create_app(classifier=clf, max_texts=0)
+
+
+def test_body_limit_middleware_rejects_bad_limit():
+    with pytest.raises(ValueError, match="max_bytes"):
+        serve.BodyLimitMiddleware(app=None, max_bytes=0)
+
+
+# ---- the real server: python -m ftbook serve, uvicorn on a loopback port ---------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_serves_over_http(ckpt, clf):
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ftbook", "serve", str(ckpt), "--host", "127.0.0.1",
+                             "--port", str(port), "--max-length", "32", "--max-batch", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+                pytest.fail(f"server did not start: {out[-2000:]}")
+            time.sleep(0.3)
+        r = httpx.post(url + "/predict", json={"texts": TEXTS[:3]}, timeout=30)
+        assert r.status_code == 200
+        assert r.json()["predictions"] == clf.predict(TEXTS[:3])
+        assert httpx.post(url + "/predict", content=b"{oops", timeout=30,
+                          headers={"content-type": "application/json"}).status_code == 422
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_bad_checkpoint_exits_2(tmp_path, capsys):
+    assert serve.main([str(tmp_path / "missing"), "--port", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().out

@@ -354,3 +354,137 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the real server and putting it under a bounded load (chapter 12, benchmarks/serve.py)
+# ---------------------------------------------------------------------------------------------
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class running_server:
+    """Context manager: ``python -m ftbook serve`` in a subprocess on a loopback port.
+
+    ``with running_server(ckpt) as url:`` yields ``http://127.0.0.1:PORT`` once ``/health``
+    answers, and always stops the process on exit (terminate, then kill after 20 s).
+    """
+
+    def __init__(self, checkpoint_dir: str | os.PathLike, *, port: int | None = None,
+                 startup_timeout: float = 180.0, extra_args: Sequence[str] = ()):
+        self.checkpoint_dir = check_checkpoint(checkpoint_dir)
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.extra_args = [str(a) for a in extra_args]
+        self.proc = None
+
+    def __enter__(self) -> str:
+        import subprocess
+        import sys
+
+        import httpx
+
+        cmd = [sys.executable, "-m", "ftbook", "serve", str(self.checkpoint_dir), "--host", "127.0.0.1",
+               "--port", str(self.port), *self.extra_args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode(errors="replace")
+                raise RuntimeError(f"server exited with code {self.proc.returncode}: {out[-2000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise TimeoutError(f"server did not answer /health within {self.startup_timeout} s")
+            time.sleep(0.3)
+
+    def __exit__(self, *exc) -> None:
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def load_test(url: str, texts: Sequence[str], *, requests: int, concurrency: int = 1, batch: int = 1,
+              timeout: float = 120.0) -> dict:
+    """Send ``requests`` POST /predict requests of ``batch`` texts each from ``concurrency`` threads.
+
+    Bounded and loopback-only (``url`` must point at this machine). Returns requests/s, texts/s,
+    p50/p95/max latency in milliseconds and the number of errors (non-200 answers or failures).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlparse
+
+    import httpx
+
+    host = urlparse(url).hostname or ""
+    if host not in {h.strip("[]") for h in LOOPBACK_HOSTS}:
+        raise ValueError(f"load_test only targets this machine (127.0.0.1 / localhost), got host {host!r}")
+    for name, value, upper in (("requests", requests, 100_000), ("concurrency", concurrency, 256),
+                               ("batch", batch, 10_000)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
+            raise ValueError(f"{name} must be an int in 1..{upper}, got {value!r}")
+    texts = [t for t in texts]
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError("texts must be a non-empty list of non-empty strings")
+    payloads = [{"texts": [texts[(i * batch + j) % len(texts)] for j in range(batch)]}
+                for i in range(requests)]
+    latencies: list[float] = []
+    errors: list[str] = []
+    local = threading.local()
+
+    def one(payload: dict) -> None:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=url, timeout=timeout)
+        t0 = time.perf_counter()
+        try:
+            r = local.client.post("/predict", json=payload)
+            ok = r.status_code == 200 and len(r.json()["predictions"]) == len(payload["texts"])
+            if not ok:
+                errors.append(f"HTTP {r.status_code}")
+        except Exception as exc:  # counted and reported, never raised mid-run
+            errors.append(type(exc).__name__)
+        latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, payloads))
+    seconds = time.perf_counter() - start
+    return {
+        "requests": requests, "concurrency": concurrency, "batch": batch,
+        "errors": len(errors), "error_kinds": sorted(set(errors)),
+        "seconds": seconds, "requests_per_s": requests / seconds,
+        "texts_per_s": requests * batch / seconds,
+        "p50_ms": 1000 * _percentile(latencies, 50), "p95_ms": 1000 * _percentile(latencies, 95),
+        "max_ms": 1000 * max(latencies),
+    }

@@ -264,3 +264,32 @@ def test_cli_serves_over_http(ckpt, clf):
 def test_cli_bad_checkpoint_exits_2(tmp_path, capsys):
     assert serve.main([str(tmp_path / "missing"), "--port", "1"]) == 2
     assert "does not exist" in capsys.readouterr().out
+
+
+def test_load_test_refuses_remote_and_bad_sizes():
+    with pytest.raises(ValueError, match="only targets this machine"):
+        serve.load_test("http://example.com:80", ["a"], requests=1)
+    with pytest.raises(ValueError, match="requests must be an int"):
+        serve.load_test("http://127.0.0.1:1", ["a"], requests=0)
+    with pytest.raises(ValueError, match="concurrency must be an int"):
+        serve.load_test("http://127.0.0.1:1", ["a"], requests=1, concurrency=1000)
+    with pytest.raises(ValueError, match="non-empty list"):
+        serve.load_test("http://127.0.0.1:1", [""], requests=1)
+
+
+def test_load_test_counts_errors_when_nothing_listens():
+    res = serve.load_test(f"http://127.0.0.1:{free_port()}", ["a"], requests=3, concurrency=2, timeout=5)
+    assert res["errors"] == 3 and res["requests"] == 3
+
+
+def test_running_server_and_load_test(ckpt):
+    with serve.running_server(ckpt, extra_args=["--max-length", "32"]) as url:
+        res = serve.load_test(url, TEXTS, requests=6, concurrency=2, batch=2)
+    assert res["errors"] == 0 and res["requests"] == 6
+    assert res["p50_ms"] <= res["p95_ms"] <= res["max_ms"]
+    assert res["texts_per_s"] == pytest.approx(2 * res["requests_per_s"])
+
+
+def test_percentile():
+    assert serve._percentile([1, 2, 3, 4, 5], 50) == 3
+    assert serve._percentile([0, 10], 95) == pytest.approx(9.5)

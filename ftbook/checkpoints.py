@@ -69,7 +69,13 @@ def verify(folder: str | os.PathLike, fingerprint: Mapping[str, Any] | None = No
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         files = manifest["files"]
-    except (ValueError, KeyError) as exc:
+        if not isinstance(manifest.get("fingerprint"), dict) or not isinstance(files, dict):
+            raise ValueError("expected an object with 'fingerprint' and 'files' objects")
+        for name, meta in files.items():
+            if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) \
+                    or not isinstance(meta.get("bytes"), int):
+                raise ValueError(f"entry {name!r} lacks 'sha256' and 'bytes'")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptCheckpointError(f"{path} is not a valid manifest: {exc}") from None
     if fingerprint is not None and manifest.get("fingerprint") != json.loads(
         json.dumps(dict(fingerprint), sort_keys=True)

@@ -38,8 +38,8 @@ register_sizes(
         "steps": 900, "lr": 1e-3, "warmup_steps": 60, "weight_decay": 0.01,
         "mlm_probability": 0.15, "log_every": 25, "seed": 0,
         # "why pre-train" experiment
-        "budgets": [100, 300, 1000, None], "ft_steps": 120, "ft_lr": 3e-4, "ft_batch_size": 32,
-        "ft_eval_max": 1000,
+        "budgets": [100, 300, 1000, None], "ft_steps": 150, "ft_lr": 3e-4, "ft_batch_size": 32,
+        "ft_eval_max": None,
     },
     full={
         "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,

@@ -1,0 +1,136 @@
+"""The course kit: student and instructor notebooks from the book's chapters.
+
+Taught in the course page (``chapters/course.md``, "导出学生版与教师版").
+
+    python -m ftbook course export OUTDIR [--chapters DIR] [--only 06 07]
+
+writes ``OUTDIR/student/*.ipynb`` (every cell tagged ``solution`` removed, every output and
+execution count cleared) and ``OUTDIR/instructor/*.ipynb`` (the chapters as they are, with their
+solutions and stored outputs), plus a ``README.md`` in each saying what it holds.
+:func:`leaked_solutions` proves a student notebook holds no solution text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterable
+
+SOLUTION_TAG = "solution"
+STUDENT_NOTE = (
+    "```{note}\n"
+    "学生版：参考答案已移除，输出已清空。请从上到下运行，并在 `## 练习` 一节中作答，"
+    "`ftbook.exercises.check(...)` 会告诉你答案是否正确。\n"
+    "```"
+)
+
+
+def _tags(cell) -> list:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def is_solution(cell) -> bool:
+    return SOLUTION_TAG in _tags(cell)
+
+
+def student_notebook(nb):
+    """A copy of ``nb`` without solution cells, outputs and execution counts."""
+    import nbformat
+
+    if not isinstance(nb, nbformat.NotebookNode) or "cells" not in nb:
+        raise TypeError(f"expected a notebook (nbformat.NotebookNode), got {type(nb).__name__}")
+    out = copy.deepcopy(nb)
+    out.cells = [c for c in out.cells if not is_solution(c)]
+    for cell in out.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+            # The hide-cell toggle only makes sense for solutions; keep other tags.
+        cell.metadata.pop("execution", None)
+    if out.cells and out.cells[0].cell_type == "markdown":
+        out.cells.insert(2 if len(out.cells) > 1 else 1, nbformat.v4.new_markdown_cell(STUDENT_NOTE))
+    out.metadata.pop("widgets", None)  # saved widget state belongs to outputs
+    return out
+
+
+def _solution_lines(nb) -> set[str]:
+    """Distinctive lines of the solution cells (long enough not to occur by chance)."""
+    lines = set()
+    for cell in nb.cells:
+        if is_solution(cell):
+            for line in cell.source.splitlines():
+                line = line.strip()
+                if len(line) >= 12 and not line.startswith((":::", "```", ":class:")):
+                    lines.add(line)
+    return lines
+
+
+def leaked_solutions(student, instructor) -> list[str]:
+    """Solution lines of ``instructor`` that appear anywhere in ``student`` (should be empty)."""
+    text = "\n".join(c.source for c in student.cells)
+    return sorted(line for line in _solution_lines(instructor) if line in text)
+
+
+def export(outdir: str | Path, chapters: str | Path | None = None, only: Iterable[str] = ()) -> dict:
+    """Write the student and instructor notebooks; return ``{"student": [...], "instructor": [...]}``.
+
+    ``chapters`` defaults to the book's ``chapters/`` folder; ``only`` keeps notebooks whose name
+    starts with one of the given prefixes. Refuses to write into the chapters folder itself.
+    """
+    import nbformat
+
+    from .colab import book_root
+
+    src = Path(chapters) if chapters is not None else book_root() / "chapters"
+    if not src.is_dir():
+        raise FileNotFoundError(f"chapters folder {src} does not exist")
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise NotADirectoryError(f"OUTDIR {outdir} exists and is not a folder")
+    if outdir.resolve() == src.resolve() or src.resolve() in outdir.resolve().parents:
+        raise ValueError(f"OUTDIR {outdir} is inside the chapters folder {src}; choose another folder")
+    only = tuple(only)
+    paths = sorted(p for p in src.glob("*.ipynb") if not only or p.name.startswith(only))
+    if not paths:
+        raise FileNotFoundError(f"no notebooks in {src}" + (f" starting with {only}" if only else ""))
+    written: dict[str, list[Path]] = {"student": [], "instructor": []}
+    for kind in written:
+        (outdir / kind).mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        student = student_notebook(nb)
+        leaks = leaked_solutions(student, nb)
+        if leaks:  # a solution repeated in a non-solution cell
+            raise RuntimeError(f"{path.name}: solution text outside solution cells: {leaks[:3]}")
+        nbformat.write(student, outdir / "student" / path.name)
+        shutil.copyfile(path, outdir / "instructor" / path.name)
+        written["student"].append(outdir / "student" / path.name)
+        written["instructor"].append(outdir / "instructor" / path.name)
+    (outdir / "student" / "README.md").write_text(
+        "# 学生版\n\n参考答案已移除、输出已清空。需要 `pip install ftbook`（或在 Colab 中打开，"
+        "第一格会自动安装）。\n", encoding="utf-8")
+    (outdir / "instructor" / "README.md").write_text(
+        "# 教师版\n\n与书中章节相同：含参考答案（标签 `solution`）与运行结果。\n", encoding="utf-8")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ftbook course",
+                                 description="export student / instructor notebooks")
+    sub = ap.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("export", help="write OUTDIR/student and OUTDIR/instructor")
+    ex.add_argument("outdir")
+    ex.add_argument("--chapters", default=None, help="folder of chapter notebooks (default: the book's)")
+    ex.add_argument("--only", nargs="*", default=[], help="notebook name prefixes, e.g. 06 07")
+    args = ap.parse_args(argv)
+    try:
+        written = export(args.outdir, args.chapters, args.only)
+    except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    n = len(written["student"])
+    print(f"wrote {n} student and {n} instructor notebooks under {args.outdir}")
+    return 0

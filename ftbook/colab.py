@@ -8,7 +8,8 @@ every notebook agrees.
 Convention for every chapter notebook:
 * cell 0 (markdown): ``# 第 N 章 ...`` then the "Open in Colab" badge line;
 * cell 1 (code, tag ``setup``): installs ftbook when running in Colab (a no-op elsewhere), then
-  calls :func:`ftbook.setup_chapter`.
+  calls :func:`ftbook.setup_chapter`;
+* notebook metadata: the ``python3`` kernelspec (no jupytext metadata).
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ def sync_notebook(path: str | Path, root: str | Path | None = None) -> bool:
     if not nb.cells or nb.cells[0].cell_type != "markdown" or not nb.cells[0].source.startswith("# "):
         raise ValueError(f"{path}: the first cell must be markdown starting with '# <chapter title>'")
     changed = False
+    kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    if nb.metadata.get("kernelspec") != kernelspec or "jupytext" in nb.metadata:
+        nb.metadata.pop("jupytext", None)
+        nb.metadata["kernelspec"] = kernelspec
+        nb.metadata.setdefault("language_info", {"name": "python"})
+        changed = True
     lines = nb.cells[0].source.split("\n")
     badge = badge_line(path, root)
     rest = [ln for ln in lines[1:] if not ln.startswith(BADGE_PREFIX)]

@@ -118,3 +118,15 @@ def get_profile(name: str | Profile | None = None) -> Profile:
             f"unknown profile {name!r} (from {source}); expected one of {', '.join(PROFILES)}"
         )
     return _PROFILES[key]
+
+
+# Chapter 2 ("one small run through every stage"): sizes of the pipeline demo.
+register_sizes(
+    "pipeline",
+    tiny=dict(train_samples=2000, eval_samples=400, max_length=64, batch_size=32,
+              hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
+              pretrain_steps=150, pretrain_lr=1e-3, finetune_epochs=1, finetune_lr=5e-4),
+    full=dict(train_samples=None, eval_samples=None, max_length=128, batch_size=32,
+              hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+              pretrain_steps=3000, pretrain_lr=5e-4, finetune_epochs=2, finetune_lr=1e-4),
+)

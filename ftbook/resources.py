@@ -22,7 +22,10 @@ import importlib.util
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .config import Profile, get_profile
+from .config import Profile, get_profile, register_sizes
+
+# Chapter 1's "what does a pretrained model already know" experiment.
+register_sizes("background", tiny={"shots_per_class": 20}, full={"shots_per_class": 100})
 
 # What the book states about each source (printed in the preface and chapter 1).
 SOURCES = {
@@ -110,7 +113,8 @@ def deduplicate(texts_by_label: Sequence[Iterable[str]]) -> tuple[list[str], lis
     """Strip, drop empty lines and exact duplicates, and drop texts found under two labels.
 
     Returns ``(texts, labels, report)``; the report counts what was removed, so nothing is
-    dropped silently.
+    dropped silently: ``raw = empty + duplicates + distinct`` (repeats within or across classes
+    count as duplicates) and ``kept = distinct - in_both_classes``.
     """
     seen: dict[str, set[int]] = {}
     raw = empty = 0

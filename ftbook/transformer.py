@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import key_padding_mask, scaled_dot_product_attention
+from .config import register_sizes
 from .norms import LayerNorm
 
 __all__ = [
@@ -34,6 +35,14 @@ __all__ = [
 ]
 
 IMPLS = ("explicit", "sdpa")
+
+register_sizes(
+    "transformer",
+    # demo_*: the small randomly initialised parts built step by step in chapter 8;
+    # bench_*: the in-chapter timing (benchmarks/encoder.py measures more thoroughly).
+    tiny={"demo_hidden": 16, "demo_heads": 4, "demo_layers": 2, "bench_batch": 16, "bench_repeats": 3},
+    full={"demo_hidden": 64, "demo_heads": 4, "demo_layers": 2, "bench_batch": 32, "bench_repeats": 5},
+)
 
 
 @dataclass

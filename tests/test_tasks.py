@@ -1,0 +1,202 @@
+"""Tests of ftbook.tagging (NER), ftbook.similarity (retrieval) and ftbook.tasks (task cards)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ftbook import similarity, tagging, tasks
+
+
+# ---- tagging -----------------------------------------------------------------------------------
+
+def test_parse_line_and_bio():
+    pairs = tagging.parse_line("中共中央/nt  总书记/n  江/nr  泽民/nr  在/p  北京/ns  。/w")
+    assert pairs[0] == ("中共中央", "nt") and pairs[-1] == ("。", "w")
+    chars, tags = tagging.words_to_bio(pairs)
+    assert "".join(chars) == "中共中央总书记江泽民在北京。"
+    assert tags == ["B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O", "O",
+                    "B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]
+
+
+def test_two_places_side_by_side_are_two_entities():
+    _, tags = tagging.words_to_bio([("中国", "ns"), ("北京", "ns")])
+    assert tags == ["B-LOC", "I-LOC", "B-LOC", "I-LOC"]
+    assert tagging.entity_counts([tags]) == {"LOC": 2}
+
+
+@pytest.mark.parametrize("bad,err", [("江泽民", ValueError), ("/nr", ValueError), (3, TypeError)])
+def test_parse_line_rejects_bad_tokens(bad, err):
+    with pytest.raises(err):
+        tagging.parse_line(bad)
+
+
+def test_split_sentences():
+    chars = list("我爱北京。天安门很大！好")
+    tags = ["O"] * len(chars)
+    parts = tagging.split_sentences(chars, tags, max_chars=10)
+    assert ["".join(c) for c, _ in parts] == ["我爱北京。", "天安门很大！"]  # the 1-char tail is dropped
+    long = list("一二三四五六，七八九十一二。")
+    assert ["".join(c) for c, _ in tagging.split_sentences(long, ["O"] * len(long), 8)] == \
+        ["一二三四五六，", "七八九十一二。"]
+    with pytest.raises(ValueError, match="differ in length"):
+        tagging.split_sentences(["a"], [], 5)
+
+
+def test_align_labels():
+    # [CLS] w0 w1 w1 w2 [SEP]: second piece of word 1 ignored
+    assert tagging.align_labels([None, 0, 1, 1, 2, None], [3, 4, 0]) == [-100, 3, 4, -100, 0, -100]
+    assert tagging.align_labels([None, 0, 0, None], [5], label_all_pieces=True) == [-100, 5, 5, -100]
+    with pytest.raises(ValueError, match="out of range"):
+        tagging.align_labels([0, 1], [1])
+
+
+def test_align_labels_with_real_wordpieces():
+    from transformers import AutoTokenizer
+
+    from ftbook.resources import minilm_path
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    words, labels = ["Greene", "visited", "Zzyzxville"], [1, 0, 3]
+    enc = tok(words, is_split_into_words=True)
+    aligned = tagging.align_labels(enc.word_ids(), labels)
+    kept = [lab for lab in aligned if lab != -100]
+    assert kept == labels  # one label per word survives, at the word's first piece
+    assert len(aligned) == len(enc["input_ids"]) > len(words) + 2  # some word was split
+
+
+def test_entity_scores_and_errors():
+    true = [["B-PER", "I-PER", "O", "B-LOC"]]
+    assert tagging.entity_scores(true, true)["f1"] == 1.0
+    half = tagging.entity_scores(true, [["B-PER", "O", "O", "B-LOC"]])  # PER boundary wrong
+    assert half["precision"] == 0.5 and half["recall"] == 0.5
+    assert half["per_type"]["LOC"]["f1"] == 1.0 and half["per_type"]["PER"]["f1"] == 0.0
+    with pytest.raises(ValueError, match="true sequences"):
+        tagging.entity_scores(true, [])
+    with pytest.raises(ValueError, match="4 true tags but 1"):
+        tagging.entity_scores(true, [["O"]])
+
+
+def test_lexicon_tagger_longest_match():
+    lex = tagging.LexiconTagger([list("北京大学在北京")], [["B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "B-LOC", "I-LOC"]])
+    assert lex.tag(list("我去北京大学和北京")) == ["O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "B-LOC", "I-LOC"]
+
+
+def test_predict_tags_with_a_tiny_model(tmp_path):
+    from transformers import BertConfig, BertForTokenClassification
+
+    from ftbook.vocab import build_char_vocab, char_tokenizer, save_vocab
+
+    save_vocab(build_char_vocab(["我爱北京天安门"]), tmp_path)
+    tok = char_tokenizer(tmp_path)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, num_labels=len(tagging.LABELS),
+                     id2label=dict(enumerate(tagging.LABELS)), label2id=tagging.LABEL2ID)
+    torch.manual_seed(0)
+    model = BertForTokenClassification(cfg)
+    sents = [list("我爱北京"), list("天安门"), list("北京")]
+    tags = [[0, 0, 3, 4], [3, 4, 4], [3, 4]]
+    enc = tagging.encode_batch(tok, sents, tags)
+    assert enc["labels"].shape == enc["input_ids"].shape
+    assert (enc["labels"][:, 0] == -100).all()  # [CLS]
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
+    for _ in range(30):  # it can memorise three sentences
+        loss = model(**enc).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    pred = tagging.predict_tags(model, tok, sents, batch_size=2)
+    assert [len(p) for p in pred] == [4, 3, 2]
+    assert pred == [[tagging.LABELS[i] for i in t] for t in tags]
+
+
+def test_people_daily_corpus_file():
+    first = tagging.corpus_path().read_text(encoding="utf-8").splitlines()[1]
+    chars, tags = tagging.words_to_bio(tagging.parse_line(first))
+    assert "江泽民" in "".join(chars)
+    assert tagging.entity_counts([tags]) == {"ORG": 1, "PER": 1}
+
+
+# ---- similarity --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def encoder():
+    return similarity.load_encoder()
+
+
+def test_embed_equals_sentence_transformers(encoder):
+    st = pytest.importorskip("sentence_transformers")
+    from ftbook.resources import minilm_path
+
+    texts = ["A cat sits on the mat.", "Stocks fell sharply on Monday after weak results."]
+    ours = similarity.embed(texts, *encoder)
+    theirs = st.SentenceTransformer(str(minilm_path()), device="cpu").encode(texts, convert_to_tensor=True)
+    torch.testing.assert_close(ours, theirs.cpu(), atol=1e-5, rtol=1e-4)
+
+
+def test_embed_similar_meaning_scores_higher(encoder):
+    e = similarity.embed(["The team won the football match.", "The side claimed victory in the game.",
+                          "Interest rates were raised by the bank."], *encoder)
+    assert torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert e[0] @ e[1] > e[0] @ e[2] + 0.2
+
+
+def test_embed_bad_input(encoder):
+    with pytest.raises(TypeError, match="wrap it"):
+        similarity.embed("one", *encoder)
+    with pytest.raises(ValueError, match="empty"):
+        similarity.embed([], *encoder)
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        similarity.embed(["a", 1], *encoder)
+
+
+def test_mean_pool_ignores_padding():
+    h = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    m = torch.tensor([[1, 1, 0]])
+    assert torch.equal(similarity.mean_pool(h, m), torch.tensor([[2.0, 2.0]]))
+    with pytest.raises(ValueError, match="expected hidden"):
+        similarity.mean_pool(h, torch.ones(1, 2))
+
+
+def test_retrieval_metrics():
+    s = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.5, 0.0], [0.0, 0.0, 0.1]])
+    m = similarity.retrieval_metrics(s, ks=(1, 2))
+    assert m["recall@1"] == pytest.approx(2 / 3) and m["recall@2"] == 1.0
+    assert m["mrr"] == pytest.approx((1 + 0.5 + 1) / 3)
+    with pytest.raises(ValueError, match="square"):
+        similarity.retrieval_metrics(torch.zeros(2, 3))
+
+
+def test_split_headline_and_tfidf():
+    assert similarity.split_headline("Title here\nBody one.\nBody two.") == ("Title here", "Body one.\nBody two.")
+    with pytest.raises(ValueError, match="headline"):
+        similarity.split_headline("only one line")
+    s = similarity.tfidf_scores(["oil prices", "football cup"], ["oil prices rose today", "the cup final football"])
+    assert s[0, 0] > s[0, 1] and s[1, 1] > s[1, 0]
+
+
+# ---- tasks -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls,key,shape", [
+    ("BertForQuestionAnswering", "out:start_logits", (2, 12)),
+    ("BertForTokenClassification", "out:logits", (2, 12, 3)),
+    ("MarianMTModel", "out:logits", (2, 5, 100)),
+    ("BartForConditionalGeneration", "out:logits", (2, 5, 100)),
+])
+def test_shape_demo(cls, key, shape):
+    assert tasks.shape_demo(cls)[key] == shape
+
+
+def test_shape_demo_bad_input():
+    with pytest.raises(ValueError, match="no shape demo"):
+        tasks.shape_demo("GPT7Model")
+    with pytest.raises(ValueError, match="batch must be an int"):
+        tasks.shape_demo("MarianMTModel", batch=0)
+
+
+def test_best_span():
+    assert tasks.best_span([0, 1, 5, 0], [0, 0, 1, 6]) == (2, 3)
+    assert tasks.best_span([0, 0, 9], [9, 0, 0]) != (2, 0)  # end never before start
+    assert tasks.best_span([0, 9, 0, 0], [0, 0, 0, 9], max_answer_len=2) != (1, 3)
+    with pytest.raises(ValueError, match="equal non-zero length"):
+        tasks.best_span([1, 2], [1])

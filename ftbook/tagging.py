@@ -27,8 +27,8 @@ from .config import Profile, get_profile, register_sizes
 
 register_sizes(
     "tagging",
-    tiny=dict(max_chars=64, train_sentences=3000, eval_sentences=600, hidden=128, layers=2, heads=2,
-              ffn=512, epochs=4, batch_size=32, lr=1e-3, warmup=0.1, vocab_min_freq=2),
+    tiny=dict(max_chars=64, train_sentences=2000, eval_sentences=500, hidden=128, layers=2, heads=2,
+              ffn=512, epochs=3, batch_size=32, lr=1e-3, warmup=0.1, vocab_min_freq=2),
     full=dict(max_chars=126, train_sentences=40000, eval_sentences=3000, hidden=256, layers=4, heads=4,
               ffn=1024, epochs=5, batch_size=32, lr=5e-4, warmup=0.1, vocab_min_freq=1),
 )
@@ -260,8 +260,8 @@ def _build_ner(folder: Path, sizes, seed: int) -> None:
 
     ds = people_daily_ner(max_chars=sizes.max_chars)
     train = ds["train"].select(range(min(sizes.train_sentences, len(ds["train"]))))
-    chars = train["chars"]
-    tags = train["tags"]
+    chars = train["chars"][:]  # plain lists: indexing a datasets Column reads Arrow each time
+    tags = train["tags"][:]
     vocab = build_char_vocab(("".join(c) for c in chars), min_freq=sizes.vocab_min_freq)
     save_vocab(vocab, folder / "vocab.txt")
     tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)

@@ -148,7 +148,7 @@ def token_saliency(model, tokenizer, text: str, target: int | None = None, max_l
         raise ValueError(f"target must be a class index in 0..{num_labels - 1}, got {target!r}")
     model.zero_grad(set_to_none=True)
     logits[0, target].backward()
-    scores = (inputs_embeds.grad * inputs_embeds).sum(-1)[0]  # (seq,)
+    scores = (inputs_embeds.grad * inputs_embeds).detach().sum(-1)[0]  # (seq,)
     prob = torch.softmax(logits.detach(), -1)[0, target].item()
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
     return Saliency(tokens=tokens, scores=[round(float(s), 6) for s in scores], target=target,

@@ -45,6 +45,8 @@ __all__ = [
     "DynamicPaddingCollator",
     "LengthBucketSampler",
     "padding_stats",
+    "padding_strategies",
+    "compare_padding",
 ]
 
 register_sizes(
@@ -483,3 +485,50 @@ def padding_stats(lengths: Sequence[int], batches: Iterable[Sequence[int]], pad_
     if nb == 0:
         raise ValueError("padding_stats got no batches")
     return {"real": real, "padded": padded, "pad_fraction": 1 - real / padded, "batches": nb}
+
+
+def padding_strategies(lengths: Sequence[int], batch_size: int, seed: int = 0) -> dict[str, list[list[int]]]:
+    """The batches of chapter 3's comparison: random batches (for pad-to-max and dynamic padding)
+    and length-bucketed batches, all over the same examples."""
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    random_batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    bucketed = list(LengthBucketSampler(lengths, batch_size, seed=seed))
+    return {"pad_to_max": random_batches, "dynamic": random_batches, "bucketed": bucketed}
+
+
+def compare_padding(model, encoded, batch_size: int, max_length: int, pad_token_id: int,
+                    seed: int = 0, repeats: int = 1) -> list[dict]:
+    """Forward ``model`` over ``encoded`` three ways; per strategy: padding share and throughput.
+
+    ``encoded`` is a list of examples (dicts with ``input_ids`` ...), e.g. from
+    :func:`encode_dataset`. Returns one dict per strategy with ``pad_fraction``, ``seconds``
+    (best of ``repeats``) and ``samples_per_s``. Timings are noisy: compare rows of one call.
+    """
+    import time
+
+    lengths = [len(f["input_ids"]) for f in encoded]
+    strategies = padding_strategies(lengths, batch_size, seed)
+    collators = {
+        "pad_to_max": DynamicPaddingCollator(pad_token_id=pad_token_id, padding="max_length", max_length=max_length),
+        "dynamic": DynamicPaddingCollator(pad_token_id=pad_token_id, max_length=max_length),
+        "bucketed": DynamicPaddingCollator(pad_token_id=pad_token_id, max_length=max_length),
+    }
+    keep = ("input_ids", "attention_mask", "token_type_ids")
+    rows = []
+    model.eval()
+    with torch.inference_mode():
+        model(**{k: v for k, v in collators["dynamic"]([encoded[0]]).items() if k in keep})  # warm-up
+        for name, batches in strategies.items():
+            tensors = [{k: v for k, v in collators[name]([encoded[i] for i in b]).items() if k in keep}
+                       for b in batches]
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for t in tensors:
+                    model(**t)
+                best = min(best, time.perf_counter() - start)
+            stats = padding_stats(lengths, batches, pad_to=max_length if name == "pad_to_max" else None)
+            rows.append({"strategy": name, "pad_fraction": stats["pad_fraction"], "padded_tokens": stats["padded"],
+                         "seconds": best, "samples_per_s": len(encoded) / best})
+    return rows

@@ -117,11 +117,13 @@ def headline_retrieval(profile: str | Profile | None = None, model=None, tokeniz
     q = embed(heads, model, tokenizer, batch_size=sizes.batch_size, max_length=sizes.max_length)
     d = embed(bodies, model, tokenizer, batch_size=sizes.batch_size, max_length=sizes.max_length)
     n = len(pairs)
+    scores = q @ d.T  # (headlines, bodies) cosine similarities
     return {
-        "minilm": retrieval_metrics(q @ d.T),
+        "minilm": retrieval_metrics(scores),
         "tfidf": retrieval_metrics(tfidf_scores(heads, bodies)),
         "chance": {"recall@1": 1 / n, "recall@5": min(5, n) / n,
                    "mrr": sum(1 / r for r in range(1, n + 1)) / n, "n": n},
+        "scores": scores,
         "headlines": heads,
         "bodies": bodies,
     }

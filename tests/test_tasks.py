@@ -200,3 +200,17 @@ def test_best_span():
     assert tasks.best_span([0, 9, 0, 0], [0, 0, 0, 9], max_answer_len=2) != (1, 3)
     with pytest.raises(ValueError, match="equal non-zero length"):
         tasks.best_span([1, 2], [1])
+
+
+def test_headline_retrieval_small(monkeypatch, encoder):
+    from types import MappingProxyType
+
+    from ftbook import config
+
+    small = dict(config._SECTIONS["similarity"]["tiny"], articles=12, max_length=64)
+    monkeypatch.setitem(config._SECTIONS["similarity"], "tiny", MappingProxyType(small))
+    res = similarity.headline_retrieval("tiny", *encoder)
+    assert res["minilm"]["n"] == 12 and res["scores"].shape == (12, 12)
+    assert res["chance"]["recall@1"] == pytest.approx(1 / 12)
+    assert res["minilm"]["recall@1"] > 0.5  # headlines find their own article far above chance
+    assert len(res["headlines"]) == len(res["bodies"]) == 12

@@ -1,15 +1,12 @@
 """ftbook.faq: domain rule, subsets, early stopping, masking, the tiny training loops (small)."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from ftbook import faq
 
-SIZES = SimpleNamespace(max_length=16, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
-                        batch_size=8)
 
 
 def test_review_domain():
@@ -66,22 +63,26 @@ def test_early_stopping_keeps_the_best_epoch():
 
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    texts = ["好评很好", "差评很差", "还行一般", "酒店很好", "书很差"] * 4
-    return faq.build_tokenizer(texts, tmp_path_factory.mktemp("vocab"), min_freq=1)
+def ckpt(tmp_path_factory):
+    """A tiny pre-trained-looking checkpoint: BertForMaskedLM weights + a character vocabulary."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from ftbook.vocab import build_char_vocab, char_tokenizer, save_vocab
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    save_vocab(build_char_vocab(["好评很好", "差评很差", "还行一般", "酒店很好", "书很差"]), folder / "vocab.txt")
+    tok = char_tokenizer(folder / "vocab.txt")
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)
+    BertForMaskedLM(config).save_pretrained(folder)
+    return folder
 
 
-def test_mask_tokens_follows_bert(tok):
-    enc = faq.encode(tok, ["好评很好很好很好"] * 400, None, 16)
-    ids, labels = faq.mask_tokens(enc.input_ids, enc.attention_mask, tok, torch.Generator().manual_seed(0))
-    real = enc.attention_mask.bool() & (enc.input_ids != tok.cls_token_id) & (enc.input_ids != tok.sep_token_id)
-    targets = labels != -100
-    assert not (targets & ~real).any()  # never [CLS], [SEP] or padding
-    frac = targets.sum().item() / real.sum().item()
-    assert 0.12 < frac < 0.18
-    masked = (ids == tok.mask_token_id) & targets
-    assert 0.7 < masked.sum().item() / targets.sum().item() < 0.9
-    assert torch.equal(labels[targets], enc.input_ids[targets])
+@pytest.fixture(scope="module")
+def tok(ckpt):
+    return faq.load_tokenizer(ckpt)
 
 
 def test_encode_rejects_mismatched_labels(tok):
@@ -89,11 +90,26 @@ def test_encode_rejects_mismatched_labels(tok):
         faq.encode(tok, ["好"], [0, 1], 8)
 
 
-def test_tiny_classifier_learns_a_trivial_rule(tok):
+def test_new_classifier_pretrained_or_not(ckpt):
+    from safetensors.torch import load_file
+
+    weights = load_file(str(ckpt / "model.safetensors"))
+    key = "bert.embeddings.word_embeddings.weight"
+    pre = faq.new_classifier(ckpt, pretrained=True)
+    assert torch.equal(pre.state_dict()[key], weights[key])
+    scratch = faq.new_classifier(ckpt, pretrained=False)
+    assert not torch.equal(scratch.state_dict()[key], weights[key])
+    assert scratch.config.hidden_size == pre.config.hidden_size == 16
+    assert faq.new_classifier(ckpt, dropout=0.3).config.hidden_dropout_prob == 0.3
+    with pytest.raises(ValueError, match="dropout must be in"):
+        faq.new_classifier(ckpt, dropout=1.5)
+
+
+def test_tiny_classifier_learns_a_trivial_rule(ckpt, tok):
     texts = ["好评很好", "差评很差"] * 16
     labels = [1, 0] * 16
-    data = faq.encode(tok, texts, labels, SIZES.max_length)
-    model = faq.new_classifier(len(tok), SIZES, dropout=0.0)
+    data = faq.encode(tok, texts, labels, 16)
+    model = faq.new_classifier(ckpt, pretrained=False, dropout=0.0)
     hist = faq.train_classifier(model, data, data, epochs=8, lr=3e-3, batch_size=8)
     assert hist.train_loss[-1] < hist.train_loss[0]
     assert hist.val_acc[-1] == 1.0
@@ -103,26 +119,16 @@ def test_tiny_classifier_learns_a_trivial_rule(tok):
         faq.train_classifier(model, data, data, epochs=1, lr=0, batch_size=8)
 
 
-def test_early_stopping_restores_the_best_weights(tok):
-    data = faq.encode(tok, ["好评很好", "差评很差"] * 8, [1, 0] * 8, SIZES.max_length)
-    flipped = faq.encode(tok, ["好评很好", "差评很差"] * 8, [0, 1] * 8, SIZES.max_length)
-    model = faq.new_classifier(len(tok), SIZES, dropout=0.0)
+def test_early_stopping_restores_the_best_weights(ckpt, tok):
+    data = faq.encode(tok, ["好评很好", "差评很差"] * 8, [1, 0] * 8, 16)
+    flipped = faq.encode(tok, ["好评很好", "差评很差"] * 8, [0, 1] * 8, 16)
+    model = faq.new_classifier(ckpt, pretrained=False, dropout=0.0)
     stopper = faq.EarlyStopping(patience=2)
     hist = faq.train_classifier(model, data, flipped, epochs=20, lr=3e-3, batch_size=8, early_stopping=stopper)
     assert hist.stopped_epoch is not None and hist.stopped_epoch < 19
     assert hist.best_epoch == stopper.best_epoch
     loss, _ = faq.evaluate(model, flipped)
     assert math.isclose(loss, hist.val_loss[hist.best_epoch], rel_tol=1e-4)
-
-
-def test_mlm_encoder_loads_into_the_classifier(tok):
-    state = faq.mlm_pretrain(tok, ["好评很好", "差评很差"] * 8, SIZES, steps=3, lr=1e-3)
-    model = faq.new_classifier(len(tok), SIZES, state)
-    assert torch.equal(model.bert.embeddings.word_embeddings.weight, state["embeddings.word_embeddings.weight"])
-    with pytest.raises(RuntimeError, match="does not fit"):
-        faq.new_classifier(len(tok), SIZES, {"nonsense.weight": torch.zeros(1)})
-    with pytest.raises(ValueError, match="steps must be >= 1"):
-        faq.mlm_pretrain(tok, ["好"], SIZES, steps=0, lr=1e-3)
 
 
 def test_domain_shift_bad_arguments():

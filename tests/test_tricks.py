@@ -118,3 +118,14 @@ def test_cached_runs(tmp_path, monkeypatch):
     assert sum("training" in m for m in logs) == 1  # built once, then read from the cache
     with pytest.raises(ValueError, match="non-empty"):
         cached_runs("t", {})
+
+
+@pytest.mark.parametrize("profile", ["tiny", "full"])
+def test_sizes_chapter_7_relies_on(profile):
+    from ftbook.config import get_profile
+
+    s = get_profile(profile).sizes("tricks")
+    assert s.lr_high in s.lrs and s.lr_too_high in s.lrs and s.lr_high < s.lr_too_high
+    assert 0 < s.warmup < s.steps
+    cfg = TrickConfig.from_sizes(s, norm="post")  # every model field comes from the profile
+    assert (cfg.d_model, cfg.n_layers, cfg.vocab) == (s.d_model, s.n_layers, s.vocab)

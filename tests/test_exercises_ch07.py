@@ -32,3 +32,14 @@ def test_q3():
                                                 "weight_decay": wd}], quiet=True)
     assert not check("ch07.q3", lambda m, wd: None, quiet=True)
     assert not check("ch07.q3", None, quiet=True)
+
+
+def test_q4():
+    from ftbook.tricks import warmup_lambda
+
+    assert check("ch07.q4", 5e-3, quiet=True)
+    assert check("ch07.q4", 1e-2 * warmup_lambda(50, 150)(100), quiet=True)
+    assert not check("ch07.q4", 1e-2, quiet=True)  # forgot the decay
+    assert not check("ch07.q4", 1e-2 * 50 / 150, quiet=True)  # decay over the whole run
+    assert not check("ch07.q4", None, quiet=True)
+    assert not check("ch07.q4", "5e-3", quiet=True)

@@ -82,3 +82,18 @@ def q3(answer) -> None:
         if abs(decay_of[id(p)] - want) > 1e-12:
             raise AssertionError(f"参数 {name}（形状 {tuple(p.shape)}）的 weight_decay 应为 {want}，而不是 {decay_of[id(p)]}。")
     torch.optim.AdamW(out, lr=1e-3)  # must be accepted by the optimizer
+
+
+@exercise("ch07.q4", "学习率 1e-2、线性预热 50 步、共 150 步（之后线性衰减到 0），第 100 步（从 0 数）的学习率是多少？")
+def q4(answer) -> None:
+    if answer is None:
+        raise AssertionError("还没有作答：请给出一个数。")
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        raise TypeError(f"请给出一个数，而不是 {answer!r}")
+    want = 1e-2 * (150 - 100) / (150 - 50)  # warmup_lambda(50, 150)(100) * 1e-2 = 5e-3
+    if abs(answer - 1e-2) < 1e-9:
+        raise AssertionError("1e-2 是预热结束时的峰值；预热之后学习率还要线性衰减到 0。")
+    if abs(answer - 1e-2 * (150 - 100) / 150) < 1e-9:
+        raise AssertionError("衰减从第 50 步（预热结束）开始，到第 150 步降到 0：衰减段一共 100 步。")
+    if abs(answer - want) > 1e-9:
+        raise AssertionError(f"{answer} 不对：预热结束后乘子为 (150 - step) / (150 - 50)。")

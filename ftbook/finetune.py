@@ -48,13 +48,14 @@ register_sizes(
         "eval_batch_size": 64,
         "english_lr": 1e-4,
         "english_max_steps": 80,  # ~0.75 epoch of the 1,717 training articles
-        "chinese_lr": 2e-4,
-        "chinese_max_steps": 400,
+        "english_eval_every": 40,
+        "chinese_lr": 3e-4,
+        "chinese_max_steps": 900,  # ~1 epoch of the 13,810 training reviews
+        "chinese_eval_every": 150,
         "epochs": 2,
         "warmup_ratio": 0.1,
         "weight_decay": 0.01,
         "max_grad_norm": 1.0,
-        "eval_every": 40,
         "patience": 3,
         "seed": 0,
         # Trainer comparison and benchmark (chapter 10), hyper-parameter search (chapter 11)
@@ -72,13 +73,14 @@ register_sizes(
         "eval_batch_size": 128,
         "english_lr": 3e-5,
         "english_max_steps": None,
+        "english_eval_every": None,
         "chinese_lr": 2e-5,
         "chinese_max_steps": None,
+        "chinese_eval_every": None,
         "epochs": 3,
         "warmup_ratio": 0.1,
         "weight_decay": 0.01,
         "max_grad_norm": 1.0,
-        "eval_every": None,
         "patience": 2,
         "seed": 0,
         "compare_steps": 200,
@@ -163,7 +165,7 @@ def track_config(track: str = "english", profile: str | Profile | None = None, *
     cfg = dict(
         lr=getattr(s, f"{track}_lr"), max_steps=getattr(s, f"{track}_max_steps"), epochs=s.epochs,
         batch_size=s.batch_size, eval_batch_size=s.eval_batch_size, warmup_ratio=s.warmup_ratio,
-        weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm, eval_every=s.eval_every,
+        weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm, eval_every=getattr(s, f"{track}_eval_every"),
         patience=s.patience, seed=s.seed,
     )
     unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
@@ -728,6 +730,13 @@ def _build_finetuned(track: str, prof: Profile, folder: Path) -> None:
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
 
 
+def _track_sizes(sizes, track: str) -> dict:
+    """The sizes that change one track's checkpoint (not the other track's, not the experiments')."""
+    other = [t + "_" for t in TRACKS if t != track]
+    return {k: v for k, v in vars(sizes).items()
+            if not k.startswith(("search_", "compare_", *other))}
+
+
 def finetuned_checkpoint(track: str = "english", profile: str | Profile | None = None, *,
                          log: Callable[[str], None] = print) -> Path:
     """A cached fine-tuned sequence-classification checkpoint dir for ``track``.
@@ -745,8 +754,7 @@ def finetuned_checkpoint(track: str = "english", profile: str | Profile | None =
     s = prof.sizes("finetune")
     source = base_model_path(track, prof)
     fingerprint = {
-        "track": track, "profile": prof.name, "sizes": {k: v for k, v in vars(s).items()
-                                                        if not k.startswith(("search_", "compare_"))},
+        "track": track, "profile": prof.name, "sizes": _track_sizes(s, track),
         "source": _source_fingerprint(source), "max_length": prof.max_length,
         "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "version": 1,
     }

@@ -254,6 +254,19 @@ class LexiconTagger:
 
 def _build_ner(folder: Path, sizes, seed: int) -> None:
     import torch
+
+    threads = torch.get_num_threads()
+    # One thread: this small model gains little from two, and under `pytest -n 2` (two notebooks
+    # on two cores) two threads per process spin against each other (measured ~10x slower).
+    torch.set_num_threads(1)
+    try:
+        _train_ner(folder, sizes, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_ner(folder: Path, sizes, seed: int) -> None:
+    import torch
     from transformers import BertConfig, BertForTokenClassification
 
     from .vocab import build_char_vocab, char_tokenizer, save_vocab

@@ -38,7 +38,7 @@ register_sizes(
         max_length=64, batch_size=32,
         shift_train=1200, shift_eval=200, shift_epochs=4, shift_lr=5e-4,
         lr_train=1200, lr_eval=400, lr_range_steps=80, lr_sweep_steps=120,
-        overfit_train=160, overfit_eval=400, overfit_epochs=25, overfit_lr=5e-4, overfit_patience=3,
+        overfit_train=128, overfit_eval=200, overfit_epochs=15, overfit_lr=1e-3, overfit_patience=3,
     ),
     full=dict(
         max_length=128, batch_size=32,
@@ -513,7 +513,6 @@ OVERFIT_CONDITIONS = {
     "dropout": (0.3, 0.0, False),
     "weight_decay": (0.0, 0.1, False),
     "early_stopping": (0.0, 0.0, True),
-    "all_three": (0.3, 0.1, True),
 }
 
 

@@ -118,7 +118,7 @@ def test_full_sizes_of_the_faq_are_larger():
     import ftbook.faq  # noqa: F401  registers "faq"
 
     tiny, full = get_profile("tiny").sizes("faq"), get_profile("full").sizes("faq")
-    assert full.hidden_size > tiny.hidden_size and full.mlm_steps > tiny.mlm_steps
+    assert full.max_length > tiny.max_length and full.shift_train > tiny.shift_train
 
 
 def test_unknown_profile_is_refused():

@@ -51,9 +51,9 @@ __all__ = [
 
 register_sizes(
     "data",
-    tiny={"max_length": 128, "batch_size": 32, "wordpiece_vocab": 6000, "bench_texts": 256,
+    tiny={"max_length": 128, "batch_size": 32, "wordpiece_vocab": 12000, "bench_texts": 256,
           "n_unk_texts": 2000},
-    full={"max_length": 256, "batch_size": 32, "wordpiece_vocab": 21128, "bench_texts": 4096,
+    full={"max_length": 256, "batch_size": 32, "wordpiece_vocab": 30000, "bench_texts": 4096,
           "n_unk_texts": 20000},
 )
 
@@ -220,9 +220,12 @@ def clean_dataset(ds, text_column: str = "text", label_column: str | None = "lab
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 6000, min_frequency: int = 2,
-                    lowercase: bool = True, model_max_length: int = 512):
+                    lowercase: bool = True, model_max_length: int = 512, split_chinese_chars: bool = False):
     """Train a BERT-style WordPiece tokenizer with the ``tokenizers`` library.
 
+    With ``split_chinese_chars=False`` (default) a run of Chinese between spaces/punctuation is
+    one "word" that WordPiece cuts into learnt pieces (``酒店``, ``##不错``); ``True`` splits every
+    CJK character first, as BERT's own normaliser does, so WordPiece cannot merge Chinese at all.
     Returns a ``transformers.PreTrainedTokenizerFast`` with BERT's special tokens. Note: the
     trainer is **not deterministic** (the vocabulary can differ by a few tokens between runs);
     save the tokenizer with the model, or build a character vocabulary with :mod:`ftbook.vocab`.
@@ -238,7 +241,7 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 6000, min_frequency:
     _check_texts(texts, "texts", allow_empty=True)
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, handle_chinese_chars=True,
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, handle_chinese_chars=split_chinese_chars,
                                                 strip_accents=lowercase, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
@@ -503,7 +506,9 @@ def compare_padding(model, encoded, batch_size: int, max_length: int, pad_token_
 
     ``encoded`` is a list of examples (dicts with ``input_ids`` ...), e.g. from
     :func:`encode_dataset`. Returns one dict per strategy with ``pad_fraction``, ``seconds``
-    (best of ``repeats``) and ``samples_per_s``. Timings are noisy: compare rows of one call.
+    (wall, best of ``repeats``), ``cpu_seconds`` (this process's CPU time, best of ``repeats``:
+    steadier than wall time on a shared machine) and ``samples_per_s``. Timings are noisy:
+    compare rows of one call.
     """
     import time
 
@@ -522,13 +527,14 @@ def compare_padding(model, encoded, batch_size: int, max_length: int, pad_token_
         for name, batches in strategies.items():
             tensors = [{k: v for k, v in collators[name]([encoded[i] for i in b]).items() if k in keep}
                        for b in batches]
-            best = float("inf")
+            best = best_cpu = float("inf")
             for _ in range(repeats):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 for t in tensors:
                     model(**t)
                 best = min(best, time.perf_counter() - start)
+                best_cpu = min(best_cpu, time.process_time() - start_cpu)
             stats = padding_stats(lengths, batches, pad_to=max_length if name == "pad_to_max" else None)
             rows.append({"strategy": name, "pad_fraction": stats["pad_fraction"], "padded_tokens": stats["padded"],
-                         "seconds": best, "samples_per_s": len(encoded) / best})
+                         "seconds": best, "cpu_seconds": best_cpu, "samples_per_s": len(encoded) / best})
     return rows

@@ -171,8 +171,8 @@ def binary_cross_entropy_with_logits(
     """Sigmoid + binary cross-entropy in one stable formula, like ``F.binary_cross_entropy_with_logits``.
 
     ``l = -w * [pw * y * log(sigmoid(x)) + (1 - y) * log(1 - sigmoid(x))]``, computed as
-    ``w * [(1 - y) * x + (1 + (pw - 1) * y) * softplus(-x)]`` with
-    ``softplus(-x) = log1p(exp(-|x|)) + max(-x, 0)``: no ``exp`` of a large positive number.
+    ``w * [(1 - y) * x + (1 + (pw - 1) * y) * softplus(-x)]`` with ``softplus(-x)`` computed by
+    log-sum-exp (shift by ``m = max(0, -x)``): no ``exp`` of a large positive number.
     ``target`` holds probabilities in [0, 1] and has the shape of ``input``. (PyTorch's
     deprecated ``size_average`` / ``reduce`` arguments are not offered; pass ``reduction``.)
     """
@@ -189,7 +189,12 @@ def binary_cross_entropy_with_logits(
         target = target.to(input.dtype)  # 0/1 integer labels are fine
     if ((target < 0) | (target > 1)).any():
         raise ValueError("target must hold probabilities in [0, 1] (0/1 labels for hard targets)")
-    softplus_neg = torch.log1p(torch.exp(-input.abs())) + torch.clamp(-input, min=0)  # -log(sigmoid(x))
+    # -log(sigmoid(x)) = log(1 + exp(-x)) = m + log1p(exp(-m) - 1 + exp(-x - m)) with m = max(0, -x).
+    # One of exp(-m), exp(-x - m) is exactly 1, so nothing overflows and log1p keeps tiny values;
+    # m is detached, so the gradient is exactly -sigmoid(-x) everywhere, x = 0 included (the
+    # textbook max(-x, 0) + log1p(exp(-|x|)) has kinks whose autograd gives -1 at x = 0).
+    m = torch.clamp(-input, min=0).detach()
+    softplus_neg = m + torch.log1p(torch.expm1(-m) + torch.exp(-input - m))
     if pos_weight is not None:
         _check_float("pos_weight", pos_weight)
         loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * softplus_neg

@@ -160,6 +160,18 @@ def test_bce_extreme_and_equals_two_class_cross_entropy():
         L.cross_entropy(torch.stack([torch.zeros_like(z), z], 1), t))
 
 
+def test_bce_gradient_is_sigmoid_minus_y_even_at_zero():
+    z = torch.tensor([-3.0, -0.5, 0.0, 0.0, 2.0, 40.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    L.binary_cross_entropy_with_logits(z, y, reduction="sum").backward()
+    torch.testing.assert_close(z.grad, torch.sigmoid(z.detach()) - y)
+    # tiny losses are kept (log1p), as in torch
+    x = torch.tensor([30.0, 60.0])
+    torch.testing.assert_close(L.binary_cross_entropy_with_logits(x, torch.ones(2), reduction="none"),
+                               F.binary_cross_entropy_with_logits(x, torch.ones(2), reduction="none"),
+                               rtol=1e-5, atol=0)
+
+
 def test_bce_integer_labels_and_bad_inputs():
     x = torch.randn(4)
     torch.testing.assert_close(L.binary_cross_entropy_with_logits(x, torch.tensor([0, 1, 1, 0])),

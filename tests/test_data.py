@@ -266,3 +266,25 @@ def test_padding_stats():
         D.padding_stats([1], [[]])
     with pytest.raises(ValueError, match="no batches"):
         D.padding_stats([1], [])
+
+
+def test_padding_strategies_and_compare_padding_on_a_tiny_bert():
+    from transformers import BertConfig, BertModel
+
+    g = torch.Generator().manual_seed(0)
+    lengths = [int(n) for n in torch.randint(3, 40, (40,), generator=g)]
+    plans = D.padding_strategies(lengths, 8, seed=1)
+    assert set(plans) == {"pad_to_max", "dynamic", "bucketed"}
+    for batches in plans.values():
+        assert sorted(i for b in batches for i in b) == list(range(40))
+    encoded = [{"input_ids": [1] * n, "attention_mask": [1] * n} for n in lengths]
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=10, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=64))
+    rows = D.compare_padding(model, encoded, 8, 48, pad_token_id=0)
+    assert [r["strategy"] for r in rows] == ["pad_to_max", "dynamic", "bucketed"]
+    assert rows[0]["padded_tokens"] == 40 * 48
+    assert rows[2]["pad_fraction"] < rows[1]["pad_fraction"] < rows[0]["pad_fraction"]
+    assert all(r["seconds"] > 0 and r["cpu_seconds"] >= 0 and r["samples_per_s"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="more than max_length"):
+        D.compare_padding(model, encoded, 8, 16, pad_token_id=0)

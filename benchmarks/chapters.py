@@ -58,6 +58,7 @@ def run_notebook(path: Path, timeout: int = 1800, write: bool = False) -> tuple[
         try:
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
+            client.set_widgets_metadata()  # store widget state, so static pages can show widgets
         except Exception as exc:  # report and go on with the next chapter
             status = f"FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
         finally:

@@ -297,9 +297,9 @@ def test_finetuned_checkpoint_builds_once_and_loads(tokenizer, data, tmp_path, m
     monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path))
     monkeypatch.setattr(F, "load_track", fake_load)
     monkeypatch.setattr(F, "base_model_path", lambda track, prof=None: str(tmp_path / "base"))
-    path = F.finetuned_checkpoint("chinese", "tiny", log=lambda m: None)
-    again = F.finetuned_checkpoint("chinese", "tiny", log=lambda m: None)
-    assert path == again and calls == ["chinese"]
+    path = F.finetuned_checkpoint("english", "tiny", log=lambda m: None)
+    again = F.finetuned_checkpoint("english", "tiny", log=lambda m: None)
+    assert path == again and calls == ["english"]
     model = AutoModelForSequenceClassification.from_pretrained(path)
     assert model.config.label2id == {"negative": 0, "positive": 1}
     metrics = json.loads((path / "metrics.json").read_text())

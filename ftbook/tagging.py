@@ -7,7 +7,9 @@ University; see ``ftbook.resources.SOURCES["people_daily_1998"]``). The usual co
 ``nr`` (person) -> PER, ``ns`` (place) -> LOC, ``nt`` (organisation) -> ORG; a surname and given
 name tagged ``江/nr 泽民/nr`` form one person. Labels are per character, in the BIO scheme.
 
-Model: ``BertForTokenClassification`` (a linear layer on every token's hidden state). With a
+Model: ``BertForTokenClassification`` (a linear layer on every token's hidden state) on top of the
+profile's Chinese BERT (``tiny``: chapter 9's MLM-pretrained character BERT; ``full``:
+``bert-base-chinese``); ``init="scratch"`` trains the same shape from random weights instead. With a
 character vocabulary each character is one token, but the alignment code
 (:func:`align_labels`) is the general one: special tokens and the non-first pieces of a word get
 label ``-100`` (ignored by the loss), as with WordPiece on English.
@@ -28,9 +30,9 @@ from .config import Profile, get_profile, register_sizes
 register_sizes(
     "tagging",
     tiny=dict(max_chars=64, train_sentences=2000, eval_sentences=500, hidden=128, layers=2, heads=2,
-              ffn=512, epochs=3, batch_size=32, lr=1e-3, warmup=0.1, vocab_min_freq=2),
+              ffn=512, epochs=5, batch_size=16, lr=1e-3, warmup=0.1, vocab_min_freq=2, init="pretrained"),
     full=dict(max_chars=126, train_sentences=40000, eval_sentences=3000, hidden=256, layers=4, heads=4,
-              ffn=1024, epochs=5, batch_size=32, lr=5e-4, warmup=0.1, vocab_min_freq=1),
+              ffn=1024, epochs=3, batch_size=32, lr=5e-5, warmup=0.1, vocab_min_freq=1, init="pretrained"),
 )
 
 POS_TO_ENTITY = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
@@ -252,7 +254,7 @@ class LexiconTagger:
         return out
 
 
-def _build_ner(folder: Path, sizes, seed: int) -> None:
+def _build_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
     import torch
 
     threads = torch.get_num_threads()
@@ -260,12 +262,12 @@ def _build_ner(folder: Path, sizes, seed: int) -> None:
     # on two cores) two threads per process spin against each other (measured ~10x slower).
     torch.set_num_threads(1)
     try:
-        _train_ner(folder, sizes, seed)
+        _train_ner(folder, sizes, seed, profile)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_ner(folder: Path, sizes, seed: int) -> None:
+def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
     import torch
     from transformers import BertConfig, BertForTokenClassification
 
@@ -275,15 +277,27 @@ def _train_ner(folder: Path, sizes, seed: int) -> None:
     train = ds["train"].select(range(min(sizes.train_sentences, len(ds["train"]))))
     chars = train["chars"][:]  # plain lists: indexing a datasets Column reads Arrow each time
     tags = train["tags"][:]
-    vocab = build_char_vocab(("".join(c) for c in chars), min_freq=sizes.vocab_min_freq)
-    save_vocab(vocab, folder / "vocab.txt")
-    tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=sizes.hidden, num_hidden_layers=sizes.layers,
-                        num_attention_heads=sizes.heads, intermediate_size=sizes.ffn,
-                        max_position_embeddings=sizes.max_chars + 2, num_labels=len(LABELS),
-                        id2label=dict(enumerate(LABELS)), label2id=LABEL2ID)
-    model = BertForTokenClassification(config)
+    if sizes.init == "pretrained":  # tiny: chapter 9's MLM-pretrained char BERT; full: bert-base-chinese
+        from transformers import AutoTokenizer
+
+        from .resources import from_pretrained, model_source
+
+        base = model_source("chinese", profile)
+        from_pretrained(AutoTokenizer, base).save_pretrained(folder)  # writes vocab.txt
+        tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
+        model = from_pretrained(BertForTokenClassification,
+            base, use_safetensors=True, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+            label2id=LABEL2ID)
+    else:
+        vocab = build_char_vocab(("".join(c) for c in chars), min_freq=sizes.vocab_min_freq)
+        save_vocab(vocab, folder / "vocab.txt")
+        tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
+        config = BertConfig(vocab_size=len(vocab), hidden_size=sizes.hidden, num_hidden_layers=sizes.layers,
+                            num_attention_heads=sizes.heads, intermediate_size=sizes.ffn,
+                            max_position_embeddings=sizes.max_chars + 2, num_labels=len(LABELS),
+                            id2label=dict(enumerate(LABELS)), label2id=LABEL2ID)
+        model = BertForTokenClassification(config)
     opt = torch.optim.AdamW(model.parameters(), lr=sizes.lr, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(chars) / sizes.batch_size)
     total = steps_per_epoch * sizes.epochs
@@ -323,7 +337,8 @@ def trained_ner(profile: str | Profile | None = None, seed: int = 0) -> Path:
                    "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
     from .checkpoints import cached
 
-    return cached(f"ner-people-daily-{profile.name}", lambda d: _build_ner(d, sizes, seed), fingerprint)
+    return cached(f"ner-people-daily-{profile.name}", lambda d: _build_ner(d, sizes, seed, profile.name),
+                  fingerprint)
 
 
 def load_ner(folder: str | os.PathLike):

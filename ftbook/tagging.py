@@ -284,7 +284,8 @@ def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
         from .resources import from_pretrained, model_source
 
         base = model_source("chinese", profile)
-        from_pretrained(AutoTokenizer, base).save_pretrained(folder)  # writes vocab.txt
+        vocab = from_pretrained(AutoTokenizer, base).get_vocab()  # token -> id
+        save_vocab(sorted(vocab, key=vocab.__getitem__), folder / "vocab.txt")
         tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
         model = from_pretrained(BertForTokenClassification,
             base, use_safetensors=True, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),

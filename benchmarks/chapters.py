@@ -60,7 +60,8 @@ def run_notebook(path: Path, timeout: int = 1800, write: bool = False) -> tuple[
                 client.execute_cell(cell, index)
             client.set_widgets_metadata()  # store widget state, so static pages can show widgets
         except Exception as exc:  # report and go on with the next chapter
-            status = f"FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+            status = f"FAILED: {type(exc).__name__} (details on stderr)"
+            print(f"--- {path.name} failed:\n" + "\n".join(str(exc).splitlines()[-25:]), file=sys.stderr)
         finally:
             peak = monitor.stop()
     wall = time.perf_counter() - start

@@ -46,6 +46,8 @@ def _q1(answer) -> None:
             got = answer(list(losses), patience)
         except Exception as exc:  # the reader's code failed: say on which input
             raise AssertionError(f"keep_epoch({losses}, patience={patience}) 出错：{type(exc).__name__}: {exc}")
+        if got is None:
+            raise AssertionError("keep_epoch 返回了 None：请返回一个整数（epoch 的下标，从 0 开始）")
         if got != expected:
             hint = ("相等的损失不算“变好”" if len(set(losses)) == 1 else
                     "早停在耐心耗尽时就停下，之后的 epoch 根本不会训练" if got > expected else

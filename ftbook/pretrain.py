@@ -38,7 +38,7 @@ register_sizes(
         "steps": 900, "lr": 1e-3, "warmup_steps": 60, "weight_decay": 0.01,
         "mlm_probability": 0.15, "log_every": 25, "seed": 0,
         # "why pre-train" experiment
-        "budgets": [100, 300, 1000, None], "ft_steps": 150, "ft_lr": 3e-4, "ft_batch_size": 32,
+        "budgets": [100, 300, 1000, None], "ft_steps": 100, "ft_lr": 3e-4, "ft_batch_size": 32,
         "ft_eval_max": None,
     },
     full={
@@ -416,14 +416,45 @@ def finetune_accuracy(checkpoint: str | Path, train_texts, train_labels, eval_te
     return right / len(eval_enc)
 
 
+def _one_task(args, kwargs):
+    import torch
+
+    torch.set_num_threads(1)  # one thread per worker process: no oversubscription
+    return finetune_accuracy(*args, **kwargs)
+
+
+def _run_tasks(tasks, workers: int, log) -> dict:
+    """Run the independent fine-tuning runs, in ``workers`` processes when > 1 (results identical:
+    every run seeds itself)."""
+    out = {}
+    if workers <= 1:
+        for n, name, args, kwargs in tasks:
+            start = time.perf_counter()
+            out[(n, name)] = round(finetune_accuracy(*args, **kwargs), 4)
+            log(f"[ftbook] {n} labels, {name}: accuracy {out[(n, name)]:.4f} ({time.perf_counter() - start:.0f} s)")
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {(n, name): pool.submit(_one_task, args, kwargs) for n, name, args, kwargs in tasks}
+        for key, fut in futures.items():
+            out[key] = round(fut.result(), 4)
+            log(f"[ftbook] {key[0]} labels, {key[1]}: accuracy {out[key]:.4f}")
+    return out
+
+
 def label_budget_experiment(profile: str | Profile | None = None, *, root: str | Path | None = None,
-                            log: Callable[[str], None] = print) -> dict:
+                            log: Callable[[str], None] = print, workers: int = 1) -> dict:
     """Test accuracy after fine-tuning on 100 / 300 / 1000 / all labels, pre-trained vs random init.
 
     Every run takes the same number of optimiser steps (``ft_steps``) so the two starts get equal
     compute; subsets are the first ``n`` texts of a fixed shuffle of the train split (nested).
     Cached as ``results.json``; returns ``{"rows": [{"labels", "pretrained", "random"}], ...}``.
+    ``workers`` > 1 runs the independent runs in that many processes (same results).
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
     from .checkpoints import cached
     from .resources import chinese_reviews
 
@@ -447,19 +478,18 @@ def label_budget_experiment(profile: str | Profile | None = None, *, root: str |
         labels = [train[i]["label"] for i in order]
         n_eval = len(test) if sizes.ft_eval_max is None else min(len(test), sizes.ft_eval_max)
         eval_texts, eval_labels = list(test["text"][:n_eval]), list(test["label"][:n_eval])
+        tasks = []
+        for budget in sizes.budgets:
+            n = len(texts) if budget is None else budget
+            for name, pre in (("pretrained", True), ("random", False)):
+                kwargs = dict(pretrained=pre, steps=sizes.ft_steps, lr=sizes.ft_lr,
+                              batch_size=sizes.ft_batch_size, max_length=sizes.max_length, seed=sizes.seed)
+                tasks.append((n, name, (str(ckpt), texts[:n], labels[:n], eval_texts, eval_labels), kwargs))
+        accs = _run_tasks(tasks, workers, log)
         rows = []
         for budget in sizes.budgets:
             n = len(texts) if budget is None else budget
-            row = {"labels": n}
-            for name, pre in (("pretrained", True), ("random", False)):
-                start = time.perf_counter()
-                row[name] = round(finetune_accuracy(
-                    ckpt, texts[:n], labels[:n], eval_texts, eval_labels, pretrained=pre,
-                    steps=sizes.ft_steps, lr=sizes.ft_lr, batch_size=sizes.ft_batch_size,
-                    max_length=sizes.max_length, seed=sizes.seed), 4)
-                log(f"[ftbook] {n} labels, {name}: accuracy {row[name]:.4f} "
-                    f"({time.perf_counter() - start:.0f} s)")
-            rows.append(row)
+            rows.append({"labels": n, "pretrained": accs[(n, "pretrained")], "random": accs[(n, "random")]})
         result = {"rows": rows, "eval_split": "test", "n_eval": n_eval, "steps": sizes.ft_steps,
                   "majority": round(max(sum(eval_labels), n_eval - sum(eval_labels)) / n_eval, 4)}
         (tmp / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -267,3 +267,16 @@ def test_pretrain_mlm_bad_arguments():
         pretrain.pretrain_mlm(None, [[1]], tokenizer=None, steps=0, batch_size=2, lr=1e-3)
     with pytest.raises(ValueError, match="at least batch_size"):
         pretrain.pretrain_mlm(None, [[1]], tokenizer=None, steps=2, batch_size=2, lr=1e-3)
+
+
+def test_label_budget_experiment_bad_workers():
+    with pytest.raises(ValueError, match="workers"):
+        pretrain.label_budget_experiment("tiny", workers=0)
+
+
+def test_label_budget_parallel_equals_serial(small_profile, tmp_path):
+    serial = pretrain.label_budget_experiment("tiny", root=tmp_path / "a", log=lambda m: None)
+    parallel = pretrain.label_budget_experiment("tiny", root=tmp_path / "b", log=lambda m: None, workers=2)
+    for r, q in zip(serial["rows"], parallel["rows"]):
+        assert r["labels"] == q["labels"]
+        assert abs(r["pretrained"] - q["pretrained"]) <= 0.05 and abs(r["random"] - q["random"]) <= 0.05

@@ -214,3 +214,25 @@ def test_headline_retrieval_small(monkeypatch, encoder):
     assert res["chance"]["recall@1"] == pytest.approx(1 / 12)
     assert res["minilm"]["recall@1"] > 0.5  # headlines find their own article far above chance
     assert len(res["headlines"]) == len(res["bodies"]) == 12
+
+
+def test_trained_ner_small_scratch_build_is_cached(monkeypatch, tmp_path):
+    from types import MappingProxyType
+
+    from ftbook import config
+
+    monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path))
+    small = dict(config._SECTIONS["tagging"]["tiny"], train_sentences=40, epochs=1, batch_size=8,
+                 init="scratch", hidden=16, heads=2, ffn=32, layers=1)
+    monkeypatch.setitem(config._SECTIONS["tagging"], "tiny", MappingProxyType(small))
+    folder = tagging.trained_ner("tiny")
+    assert (folder / "model.safetensors").is_file() and (folder / "vocab.txt").is_file()
+    assert len((folder / "loss_history.txt").read_text().split()) == 5  # 40 sentences / batch 8
+    model, tok = tagging.load_ner(folder)
+    assert model.config.num_labels == len(tagging.LABELS)
+    assert len(tagging.predict_tags(model, tok, [list("北京")])[0]) == 2
+    mtime = (folder / "model.safetensors").stat().st_mtime
+    assert tagging.trained_ner("tiny") == folder  # second call loads, does not rebuild
+    assert (folder / "model.safetensors").stat().st_mtime == mtime
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        tagging.load_ner(tmp_path)

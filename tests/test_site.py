@@ -55,7 +55,7 @@ def site(tmp_path_factory):
     # paths in the config are relative to its folder: point local extensions at the book's
     cfg["sphinx"]["local_extensions"] = {k: str(ROOT / v) for k, v in cfg["sphinx"]["local_extensions"].items()}
     cfg_path = out / "_config.yml"
-    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
     proc = subprocess.run(
         [jb, "build", str(ROOT), "--path-output", str(out), "--config", str(cfg_path), "-W", "-n", "--keep-going"],
@@ -123,6 +123,10 @@ def test_widgets_use_local_manager(site):
         text = page.read_text(encoding="utf-8")
         assert re.search(r'src="[^"]*_static/widgets/embed-amd\.js', text), page.name
         assert 'data-jupyter-widgets-cdn=""' in text, page.name
+        # require.js must come first (embed-amd.js is an AMD module), and no crossorigin attribute:
+        # a CORS request fails when the book is opened from file://
+        assert text.index("widgets/require.js") < text.index("widgets/embed-amd.js"), page.name
+        assert not re.search(r'<script[^>]*crossorigin[^>]*widgets/', text), page.name
     assert (site / "_static" / "widgets" / "embed-amd.js").is_file()
 
 

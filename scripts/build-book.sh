@@ -3,6 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
-export MPLBACKEND=Agg
 .venv/bin/jupyter-book build . -W -n --keep-going "$@"
 echo "book: $(pwd)/_build/html/index.html"

@@ -152,15 +152,6 @@ def _trim(data: Encoded, idx):
     return data.input_ids[idx, :width], mask[:, :width], data.labels[idx]
 
 
-def _warmup_linear(total: int, warmup: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return f
-
-
 def base_checkpoint(profile: str | Profile | None = None) -> Path:
     """The pre-trained Chinese BERT the FAQ experiments start from (chapter 9's, or the hub's)."""
     from .pretrain import pretrained_chinese_bert
@@ -292,6 +283,8 @@ def train_classifier(model, train: Encoded, val: Encoded, *, epochs: int, lr: fl
     import torch
     import torch.nn.functional as F
 
+    from . import pretrain  # the same linear warm-up + decay as pre-training
+
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if lr <= 0:
@@ -299,7 +292,7 @@ def train_classifier(model, train: Encoded, val: Encoded, *, epochs: int, lr: fl
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * math.ceil(len(train) / batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_linear(steps, max(1, int(steps * warmup_frac))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, pretrain._lr_lambda(max(1, int(steps * warmup_frac)), steps))
     hist = History([], [], [])
     best_state = None
     model.train()

@@ -293,33 +293,46 @@ def checkpoint_predictions(checkpoint: str | Path, track: str = "english", split
 # --------------------------------------------------------------------------- hyper-parameter search
 
 
-def _search_build(prof: Profile, folder: Path) -> None:
-    import itertools
-
+def _search_run(prof: Profile, config, max_length: int, eval_samples: int, eval_batch_size: int,
+                seed: int) -> dict:
+    """One grid point: fine-tune from the pretrained weights with ``config``, score on validation."""
     from . import finetune
     from .environment import set_seed
 
+    set_seed(seed)
+    model, tok, ds = finetune.load_track("english", prof)
+    train = finetune.encode_dataset(ds["train"], tok, max_length)
+    val = finetune.encode_dataset(ds["validation"], tok, max_length, limit=eval_samples)
+    res = finetune.train(model, train, None, config)
+    metrics = finetune.evaluate(model, val, eval_batch_size)
+    return {"lr": config.lr, "warmup_ratio": config.warmup_ratio, "val_accuracy": metrics["accuracy"],
+            "val_loss": metrics["loss"], "seconds": round(res.seconds, 2)}
+
+
+def _search_build(prof: Profile, folder: Path, workers: int | None = None) -> None:
+    import itertools
+
+    from . import finetune
+    from .workers import run_all
+
     s = prof.sizes("finetune")
-    rows = []
+    tasks, names = [], []
     for lr, warmup in itertools.product(s.search_lrs, s.search_warmups):
-        set_seed(s.seed)
-        model, tok, ds = finetune.load_track("english", prof)
-        train = finetune.encode_dataset(ds["train"], tok, s.search_max_length)
-        val = finetune.encode_dataset(ds["validation"], tok, s.search_max_length, limit=s.search_eval_samples)
         cfg = finetune.track_config("english", prof, lr=lr, warmup_ratio=warmup, max_steps=s.search_steps,
                                     eval_every=None, patience=None, progress=False)
-        res = finetune.train(model, train, None, cfg)
-        metrics = finetune.evaluate(model, val, s.eval_batch_size)
-        rows.append({"lr": lr, "warmup_ratio": warmup, "val_accuracy": metrics["accuracy"],
-                     "val_loss": metrics["loss"], "seconds": round(res.seconds, 2)})
+        tasks.append(((prof, cfg, s.search_max_length, s.search_eval_samples, s.eval_batch_size, s.seed), {}))
+        names.append(f"search lr={lr:g} warmup={warmup:g}")
+    rows = run_all(_search_run, tasks, workers, names=names)  # one thread per run, in parallel
     (folder / "search.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 
-def lr_warmup_search(profile: str | Profile | None = None) -> list[dict]:
+def lr_warmup_search(profile: str | Profile | None = None, workers: int | None = None) -> list[dict]:
     """Grid search learning rate x warm-up ratio on the English track (short runs), cached.
 
     Every run starts from the same pretrained weights and seed, trains ``search_steps`` steps on
-    texts truncated to ``search_max_length`` tokens, and is scored on the validation split.
+    texts truncated to ``search_max_length`` tokens, and is scored on the validation split. The
+    runs are independent: :func:`ftbook.workers.run_all` trains them side by side, one thread each
+    (``workers=None``: up to 2 processes; the numbers do not depend on ``workers``).
     """
     import transformers
 
@@ -332,8 +345,8 @@ def lr_warmup_search(profile: str | Profile | None = None) -> list[dict]:
           "steps": s.search_steps, "max_length": s.search_max_length, "eval": s.search_eval_samples,
           "batch": s.batch_size, "seed": s.seed, "base": finetune._source_fingerprint(
               finetune.base_model_path("english", prof)),
-          "transformers": transformers.__version__, "version": 1}
-    folder = cached(f"finetune-search-{prof.name}", lambda tmp: _search_build(prof, tmp), fp)
+          "transformers": transformers.__version__, "version": 2, "threads": 1}
+    folder = cached(f"finetune-search-{prof.name}", lambda tmp: _search_build(prof, tmp, workers), fp)
     return json.loads((folder / "search.json").read_text(encoding="utf-8"))
 
 

@@ -7,7 +7,9 @@ Every experiment fine-tunes the book's small character-level Chinese BERT (chapt
 or the same architecture from random weights, on the bundled Chinese reviews, so that each runs in
 seconds on a CPU; the ``full`` profile runs the same code on ``bert-base-chinese``. Results are
 cached with :func:`ftbook.checkpoints.cached` (fingerprinted by sizes, seed and library versions),
-so a chapter re-runs instantly and a cold cache rebuilds the same numbers.
+so a chapter re-runs instantly and a cold cache rebuilds the same numbers. The independent runs of
+each experiment train side by side with :func:`ftbook.workers.run_all` (one thread each, so the
+numbers do not depend on how many run at once).
 
 * :func:`review_domain` / :func:`reviews_by_domain`: the reviews mix three product domains
   (hotels, laptops, books); a keyword rule separates them, so domain shift can be measured.
@@ -21,7 +23,6 @@ so a chapter re-runs instantly and a cold cache rebuilds the same numbers.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -29,14 +30,15 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .config import Profile, get_profile, register_sizes
+from .workers import run_all
 
-EXPERIMENT_VERSION = 1  # bump when the code below changes the numbers it produces
+EXPERIMENT_VERSION = 2  # bump when the code below changes the numbers it produces
 
 register_sizes(
     "faq",
     tiny=dict(
         max_length=64, batch_size=32,
-        shift_train=1200, shift_eval=200, shift_epochs=4, shift_lr=5e-4,
+        shift_train=1200, shift_eval=200, shift_epochs=3, shift_lr=5e-4,
         lr_train=1200, lr_eval=400, lr_range_steps=80, lr_sweep_steps=120,
         overfit_train=128, overfit_eval=200, overfit_epochs=15, overfit_lr=1e-3, overfit_patience=3,
     ),
@@ -283,7 +285,7 @@ def train_classifier(model, train: Encoded, val: Encoded, *, epochs: int, lr: fl
     import torch
     import torch.nn.functional as F
 
-    from . import pretrain  # the same linear warm-up + decay as pre-training
+    from .optim import get_linear_schedule_with_warmup  # the same schedule as pre-training
 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -292,7 +294,8 @@ def train_classifier(model, train: Encoded, val: Encoded, *, epochs: int, lr: fl
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * math.ceil(len(train) / batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, pretrain._lr_lambda(max(1, int(steps * warmup_frac)), steps))
+    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=max(1, int(steps * warmup_frac)),
+                                            num_training_steps=steps)
     hist = History([], [], [])
     best_state = None
     model.train()
@@ -338,18 +341,12 @@ def _fingerprint(kind: str, sizes, seed: int, **extra) -> dict:
                 torch=torch.__version__.split("+")[0], transformers=transformers.__version__, **extra)
 
 
-@contextlib.contextmanager
 def single_thread():
-    """Run with one intra-op thread: a model this small gains little from more, and on a busy
-    machine two threads fighting for cores were 10x slower; it also makes results repeatable."""
-    import torch
+    """Run with one intra-op thread (:func:`ftbook.workers.one_thread`): a model this small gains
+    little from more, and it makes the results independent of where each run executes."""
+    from .workers import one_thread
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return one_thread()
 
 
 def _cached_json(name: str, fingerprint: dict, compute: Callable[[], dict], log) -> dict:
@@ -379,8 +376,20 @@ def _base_fingerprint(prof) -> dict:
     return {"base": ckpt.name, "base_sha256": [sha256_file(w) for w in weights]}
 
 
+def _shift_run(ckpt: str, pretrained: bool, train: Encoded, val: Encoded, src_test: Encoded,
+               tgt_test: Encoded, *, epochs: int, lr: float, batch_size: int, seed: int) -> dict:
+    """One domain-shift run: fine-tune, then accuracy on both domains' test sets."""
+    model = new_classifier(ckpt, pretrained=pretrained, seed=seed)
+    hist = train_classifier(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size,
+                            weight_decay=0.01, seed=seed)
+    return {"source_acc": round(evaluate(model, src_test)[1], 4),
+            "target_acc": round(evaluate(model, tgt_test)[1], 4),
+            "val_acc": hist.val_acc, "train_loss": hist.train_loss}
+
+
 def domain_shift_experiment(source: str = "hotel", target: str = "book", profile: str | Profile | None = None,
-                            seed: int = 0, log: Callable[[str], None] | None = None) -> dict:
+                            seed: int = 0, log: Callable[[str], None] | None = None,
+                            workers: int | None = None) -> dict:
     """Fine-tune on ``source`` labels, test on ``source`` and ``target`` (FAQ 1). Cached.
 
     Four runs with the same recipe and the same number of labels; only the starting weights and
@@ -418,18 +427,10 @@ def domain_shift_experiment(source: str = "hotel", target: str = "book", profile
         }
         runs = {"scratch": (False, "src"), "pretrained": (True, "src"),
                 "scratch_target": (False, "tgt"), "pretrained_target": (True, "tgt")}
-        results = {}
-        for name, (pretrained, side) in runs.items():
-            model = new_classifier(ckpt, pretrained=pretrained, seed=seed)
-            hist = train_classifier(model, enc[f"{side}_tr"], enc[f"{side}_val"], epochs=s.shift_epochs,
-                                    lr=s.shift_lr, batch_size=s.batch_size, weight_decay=0.01, seed=seed)
-            results[name] = {
-                "source_acc": round(evaluate(model, enc["src_te"])[1], 4),
-                "target_acc": round(evaluate(model, enc["tgt_te"])[1], 4),
-                "val_acc": hist.val_acc, "train_loss": hist.train_loss,
-            }
-            if log:
-                log(f"{name}: {results[name]['source_acc']} / {results[name]['target_acc']}")
+        tasks = [((str(ckpt), pretrained, enc[f"{side}_tr"], enc[f"{side}_val"], enc["src_te"], enc["tgt_te"]),
+                  dict(epochs=s.shift_epochs, lr=s.shift_lr, batch_size=s.batch_size, seed=seed))
+                 for pretrained, side in runs.values()]
+        results = dict(zip(runs, run_all(_shift_run, tasks, workers, log=log, names=list(runs))))
         return {"source": source, "target": target, "conditions": results, "n_train": len(enc["src_tr"]),
                 "n_test": {source: len(src_te[0]), target: len(tgt_te[0])},
                 "majority": {source: round(max(p := sum(src_te[1]) / len(src_te[1]), 1 - p), 4),
@@ -449,8 +450,17 @@ def _review_splits(prof, s, n_train: int, n_eval: int):
     return ckpt, encode(tok, *train, s.max_length), encode(tok, *val, s.max_length)
 
 
+def _sweep_run(ckpt: str, lr: float, train: Encoded, val: Encoded, *, epochs: int, batch_size: int,
+               seed: int) -> dict:
+    """One learning rate of the confirmation sweep."""
+    model = new_classifier(ckpt, seed=seed)
+    hist = train_classifier(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size,
+                            weight_decay=0.01, seed=seed)
+    return {"lr": lr, "val_acc": hist.val_acc, "train_loss": hist.train_loss}
+
+
 def lr_experiment(profile: str | Profile | None = None, seed: int = 0,
-                  log: Callable[[str], None] | None = None) -> dict:
+                  log: Callable[[str], None] | None = None, workers: int | None = None) -> dict:
     """Learning-rate range test when fine-tuning the pre-trained BERT, then a short sweep (FAQ 2).
 
     Cached. Returns ``{"range": {"lrs", "losses", "smoothed", "suggested", "diverged_at"},
@@ -484,15 +494,12 @@ def lr_experiment(profile: str | Profile | None = None, seed: int = 0,
         rt = lr_range_test(model, loss_fn, batches(), start_lr=1e-6, end_lr=1.0,
                            num_steps=s.lr_range_steps)
         suggested = suggest_lr(rt.lrs, rt.smoothed)
-        sweep = {}
         epochs = max(1, round(s.lr_sweep_steps * s.batch_size / len(train)))
-        for lr in (suggested / 10, suggested, suggested * 10):
-            model = new_classifier(ckpt, seed=seed)
-            hist = train_classifier(model, train, val, epochs=epochs, lr=lr, batch_size=s.batch_size,
-                                    weight_decay=0.01, seed=seed)
-            sweep[f"{lr:.2e}"] = {"lr": lr, "val_acc": hist.val_acc, "train_loss": hist.train_loss}
-            if log:
-                log(f"lr {lr:.2e}: {hist.val_acc}")
+        lrs = (suggested / 10, suggested, suggested * 10)
+        tasks = [((str(ckpt), lr, train, val), dict(epochs=epochs, batch_size=s.batch_size, seed=seed))
+                 for lr in lrs]
+        runs = run_all(_sweep_run, tasks, workers, log=log, names=[f"lr {lr:.2e}" for lr in lrs])
+        sweep = {f"{lr:.2e}": run for lr, run in zip(lrs, runs)}
         return {"range": {"lrs": rt.lrs, "losses": rt.losses, "smoothed": rt.smoothed,
                           "suggested": suggested, "diverged_at": rt.diverged_at},
                 "sweep": sweep, "epochs": epochs, "n_train": len(train)}
@@ -509,8 +516,21 @@ OVERFIT_CONDITIONS = {
 }
 
 
+def _overfit_run(ckpt: str, dropout: float, weight_decay: float, early_stopping: bool, train: Encoded,
+                 val: Encoded, *, epochs: int, lr: float, batch_size: int, patience: int, seed: int) -> dict:
+    """One condition of the over-fitting experiment; "kept" is the model training returns."""
+    model = new_classifier(ckpt, dropout=dropout, seed=seed)
+    stopper = EarlyStopping(patience=patience) if early_stopping else None
+    hist = train_classifier(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size,
+                            weight_decay=weight_decay, early_stopping=stopper, seed=seed)
+    kept_loss, kept_acc = evaluate(model, val)
+    return {**hist.as_dict(), "dropout": dropout, "weight_decay": weight_decay,
+            "early_stopping": early_stopping, "kept_val_loss": round(kept_loss, 4),
+            "kept_val_acc": round(kept_acc, 4)}
+
+
 def overfitting_experiment(profile: str | Profile | None = None, seed: int = 0,
-                           log: Callable[[str], None] | None = None) -> dict:
+                           log: Callable[[str], None] | None = None, workers: int | None = None) -> dict:
     """A small train set, with and without dropout, weight decay and early stopping (FAQ 3). Cached.
 
     Each condition fine-tunes the same pre-trained BERT for ``overfit_epochs`` epochs on
@@ -525,18 +545,12 @@ def overfitting_experiment(profile: str | Profile | None = None, seed: int = 0,
 
     def compute() -> dict:
         ckpt, train, val = _review_splits(prof, s, s.overfit_train, s.overfit_eval)
-        out = {}
-        for name, (dropout, wd, es) in OVERFIT_CONDITIONS.items():
-            model = new_classifier(ckpt, dropout=dropout, seed=seed)
-            stopper = EarlyStopping(patience=s.overfit_patience) if es else None
-            hist = train_classifier(model, train, val, epochs=s.overfit_epochs, lr=s.overfit_lr,
-                                    batch_size=s.batch_size, weight_decay=wd, early_stopping=stopper,
-                                    seed=seed)
-            kept_loss, kept_acc = evaluate(model, val)
-            out[name] = {**hist.as_dict(), "dropout": dropout, "weight_decay": wd, "early_stopping": es,
-                         "kept_val_loss": round(kept_loss, 4), "kept_val_acc": round(kept_acc, 4)}
-            if log:
-                log(f"{name}: kept val acc {kept_acc:.4f}")
+        tasks = [((str(ckpt), dropout, wd, es, train, val),
+                  dict(epochs=s.overfit_epochs, lr=s.overfit_lr, batch_size=s.batch_size,
+                       patience=s.overfit_patience, seed=seed))
+                 for dropout, wd, es in OVERFIT_CONDITIONS.values()]
+        runs = run_all(_overfit_run, tasks, workers, log=log, names=list(OVERFIT_CONDITIONS))
+        out = dict(zip(OVERFIT_CONDITIONS, runs))
         return {"conditions": out, "n_train": len(train), "n_val": len(val)}
 
     return _cached_json(f"faq-overfit-{prof.name}", fp, compute, log)

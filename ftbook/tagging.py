@@ -287,9 +287,11 @@ def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
         vocab = from_pretrained(AutoTokenizer, base).get_vocab()  # token -> id
         save_vocab(sorted(vocab, key=vocab.__getitem__), folder / "vocab.txt")
         tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
-        model = from_pretrained(BertForTokenClassification,
-            base, use_safetensors=True, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-            label2id=LABEL2ID)
+        from .finetune import _quiet_load  # the MLM head is dropped, the tagging head is "missing"
+
+        model = _quiet_load(lambda: from_pretrained(
+            BertForTokenClassification, base, use_safetensors=True, num_labels=len(LABELS),
+            id2label=dict(enumerate(LABELS)), label2id=LABEL2ID))
     else:
         vocab = build_char_vocab(("".join(c) for c in chars), min_freq=sizes.vocab_min_freq)
         save_vocab(vocab, folder / "vocab.txt")

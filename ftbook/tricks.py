@@ -286,8 +286,17 @@ def softmax_saturation(d_k: int, scaled: bool, n_keys: int = 32, n_queries: int 
     }
 
 
-def cached_runs(name: str, runs: dict[str, dict], *, log=print) -> dict[str, dict]:
+def _train_from_kwargs(kw: dict) -> dict:
+    """:func:`train` from JSON-able kwargs (``cfg`` as a dict); a worker process runs it."""
+    kw = dict(kw)
+    return train(TrickConfig(**kw.pop("cfg")), **kw).as_dict()
+
+
+def cached_runs(name: str, runs: dict[str, dict], *, log=print, workers: int | None = None) -> dict[str, dict]:
     """Results of several :func:`train` runs (``{label: kwargs}``), cached as JSON under ``name``.
+
+    The runs are independent, so :func:`ftbook.workers.run_all` trains them side by side
+    (``workers=None``: up to 2 processes); each uses one thread, so the numbers are the same.
 
     The fingerprint is the kwargs themselves plus the torch version, so any change retrains.
     ``kwargs`` may hold ``cfg`` as a dict of :class:`TrickConfig` fields.
@@ -299,12 +308,12 @@ def cached_runs(name: str, runs: dict[str, dict], *, log=print) -> dict[str, dic
     fingerprint = {"runs": json.loads(json.dumps(runs, sort_keys=True)), "torch": torch.__version__.split("+")[0]}
 
     def build(folder):
-        out = {}
-        for label, kw in runs.items():
-            kw = dict(kw)
-            cfg = TrickConfig(**kw.pop("cfg"))
-            log(f"[ftbook.tricks] training {label} ...")
-            out[label] = train(cfg, **kw).as_dict()
+        from .workers import run_all
+
+        log(f"[ftbook.tricks] training {', '.join(runs)} ...")
+        results = run_all(_train_from_kwargs, [((dict(kw),), {}) for kw in runs.values()], workers,
+                          names=list(runs))
+        out = dict(zip(runs, results))
         (folder / "results.json").write_text(json.dumps(out), encoding="utf-8")
 
     folder = cached(name, build, fingerprint, log=log)

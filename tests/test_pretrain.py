@@ -275,8 +275,33 @@ def test_label_budget_experiment_bad_workers():
 
 
 def test_label_budget_parallel_equals_serial(small_profile, tmp_path):
-    serial = pretrain.label_budget_experiment("tiny", root=tmp_path / "a", log=lambda m: None)
+    serial = pretrain.label_budget_experiment("tiny", root=tmp_path / "a", log=lambda m: None, workers=1)
     parallel = pretrain.label_budget_experiment("tiny", root=tmp_path / "b", log=lambda m: None, workers=2)
-    for r, q in zip(serial["rows"], parallel["rows"]):
-        assert r["labels"] == q["labels"]
-        assert abs(r["pretrained"] - q["pretrained"]) <= 0.05 and abs(r["random"] - q["random"]) <= 0.05
+    assert serial["rows"] == parallel["rows"]  # one thread per run either way: identical numbers
+
+
+def test_mlm_loss_equals_bert_for_masked_lm_loss():
+    """The masked-positions-only head gives BertForMaskedLM's own loss and the same gradients."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = BertForMaskedLM(config).double()
+    ids = torch.randint(5, 50, (3, 7))
+    attn = torch.ones_like(ids)
+    attn[2, 5:] = 0
+    labels = torch.full_like(ids, -100)
+    labels[0, 1], labels[1, 3], labels[2, 0], labels[2, 4] = 7, 9, 11, 13
+    ours = pretrain.mlm_loss(model, ids, attn, labels)
+    ours.backward()
+    g_ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    ref = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+    ref.backward()
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(g_ours[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
+    assert len(g_ours) > 10

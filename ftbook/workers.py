@@ -1,0 +1,111 @@
+"""Independent training runs in parallel worker processes, one torch thread each.
+
+Used by the cached experiments that train several small models side by side: chapter 9's label
+budgets (:func:`ftbook.pretrain.label_budget_experiment`), chapter 11's learning-rate x warm-up
+search (:func:`ftbook.evaluation.lr_warmup_search`) and chapter 14's FAQ experiments
+(:mod:`ftbook.faq`).
+
+Why processes: a model this small keeps one core busy but gains little from a second intra-op
+thread, so on the book's 2-core machine two single-threaded runs side by side finish about twice
+as fast as the same runs one after another with two threads each. Every run seeds itself and
+runs with exactly one thread whether it is in a worker or in this process, so the results do not
+depend on ``workers`` (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Sequence
+
+__all__ = ["default_workers", "one_thread", "run_all"]
+
+
+def default_workers() -> int:
+    """``FTBOOK_WORKERS`` if set, else the number of usable cores, at most 2."""
+    value = os.environ.get("FTBOOK_WORKERS")
+    if value is not None:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"FTBOOK_WORKERS must be a positive integer, got {value!r}")
+        return n
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block with one intra-op torch thread (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _call(fn: Callable, args: tuple, kwargs: dict):
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(1)
+    # a worker's output would land in the middle of the notebook's: keep loading reports and
+    # progress bars quiet (errors still come back to the caller as exceptions)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    return fn(*args, **kwargs)
+
+
+def run_all(fn: Callable, tasks: Sequence[tuple[tuple, dict]], workers: int | None = None,
+            log: Callable[[str], None] | None = None, names: Sequence[str] | None = None) -> list[Any]:
+    """``[fn(*args, **kwargs) for args, kwargs in tasks]``, in up to ``workers`` processes.
+
+    ``fn`` must be importable by name (a module-level function) and its arguments picklable, since
+    workers are fresh ``spawn`` processes (safe under Jupyter and with torch). Results come back in
+    task order. ``workers=None`` uses :func:`default_workers`; ``1`` runs in this process. An error
+    in any run is raised here, naming the task.
+    """
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+    tasks = list(tasks)
+    if names is None:
+        names = [f"task {i}" for i in range(len(tasks))]
+    if len(names) != len(tasks):
+        raise ValueError(f"got {len(names)} names for {len(tasks)} tasks")
+    for i, task in enumerate(tasks):
+        if not (isinstance(task, tuple) and len(task) == 2 and isinstance(task[0], tuple)
+                and isinstance(task[1], dict)):
+            raise TypeError(f"{names[i]}: each task must be an (args tuple, kwargs dict) pair, got {task!r:.80}")
+    workers = min(workers, max(1, len(tasks)))
+    results: list[Any] = []
+    if workers == 1:
+        with one_thread():
+            for name, (args, kwargs) in zip(names, tasks):
+                results.append(fn(*args, **kwargs))
+                if log:
+                    log(f"[ftbook] {name} done")
+        return results
+
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_call, fn, args, kwargs) for args, kwargs in tasks]
+        for name, fut in zip(names, futures):
+            try:
+                results.append(fut.result())
+            except Exception as exc:
+                raise RuntimeError(f"{name} failed in a worker process: {type(exc).__name__}: {exc}") from exc
+            if log:
+                log(f"[ftbook] {name} done")
+    return results

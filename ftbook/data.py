@@ -51,7 +51,7 @@ __all__ = [
 
 register_sizes(
     "data",
-    tiny={"max_length": 128, "batch_size": 32, "wordpiece_vocab": 12000, "bench_texts": 256,
+    tiny={"max_length": 128, "batch_size": 32, "wordpiece_vocab": 12000, "bench_texts": 128,
           "n_unk_texts": 2000},
     full={"max_length": 256, "batch_size": 32, "wordpiece_vocab": 30000, "bench_texts": 4096,
           "n_unk_texts": 20000},

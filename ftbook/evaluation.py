@@ -280,7 +280,7 @@ def checkpoint_predictions(checkpoint: str | Path, track: str = "english", split
     if split not in ds:
         raise ValueError(f"split must be one of {list(ds)}, got {split!r}")
     tok = resources.from_pretrained(AutoTokenizer, str(checkpoint))
-    model = finetune._quiet_load(lambda: resources.from_pretrained(AutoModelForSequenceClassification,
+    model = resources.quiet_load(lambda: resources.from_pretrained(AutoModelForSequenceClassification,
                                                                     str(checkpoint)))
     data = finetune.encode_dataset(ds[split], tok, max_length or prof.sizes("finetune").max_length)
     with torch.no_grad():

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .config import Profile, get_profile, register_sizes
-from .workers import run_all
+from .workers import one_thread, run_all
 
 EXPERIMENT_VERSION = 2  # bump when the code below changes the numbers it produces
 
@@ -179,7 +179,8 @@ def new_classifier(checkpoint: str | Path, pretrained: bool = True, dropout: flo
     """
     import torch
     from transformers import AutoConfig, BertForSequenceClassification
-    from transformers.utils import logging as hf_logging
+
+    from .resources import quiet_load
 
     config = AutoConfig.from_pretrained(str(checkpoint), num_labels=num_labels)
     if dropout is not None:
@@ -189,12 +190,8 @@ def new_classifier(checkpoint: str | Path, pretrained: bool = True, dropout: flo
     torch.manual_seed(seed)
     if not pretrained:
         return BertForSequenceClassification(config)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the new head is expected to be "missing": no load report
-    try:
-        return BertForSequenceClassification.from_pretrained(str(checkpoint), config=config)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    # the new head is expected to be "missing": no load report
+    return quiet_load(lambda: BertForSequenceClassification.from_pretrained(str(checkpoint), config=config))
 
 
 @dataclass
@@ -341,19 +338,11 @@ def _fingerprint(kind: str, sizes, seed: int, **extra) -> dict:
                 torch=torch.__version__.split("+")[0], transformers=transformers.__version__, **extra)
 
 
-def single_thread():
-    """Run with one intra-op thread (:func:`ftbook.workers.one_thread`): a model this small gains
-    little from more, and it makes the results independent of where each run executes."""
-    from .workers import one_thread
-
-    return one_thread()
-
-
 def _cached_json(name: str, fingerprint: dict, compute: Callable[[], dict], log) -> dict:
     from .checkpoints import cached
 
     def build(tmp: Path) -> None:
-        with single_thread():
+        with one_thread():  # a model this small gains little from more; results repeatable
             result = compute()
         (tmp / "results.json").write_text(json.dumps(result, indent=1, ensure_ascii=False),
                                           encoding="utf-8")

@@ -661,7 +661,7 @@ def load_track(track: str = "english", profile: str | Profile | None = None):
     names = ds["train"].features["label"].names
     source = base_model_path(track, prof)
     tokenizer = resources.from_pretrained(AutoTokenizer, source)
-    model = _quiet_load(lambda: resources.from_pretrained(
+    model = resources.quiet_load(lambda: resources.from_pretrained(
         AutoModelForSequenceClassification, source, num_labels=len(names),
         id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}))
     return model, tokenizer, ds
@@ -673,23 +673,6 @@ def base_model_path(track: str, profile: str | Profile | None = None) -> str:
 
     _check_track(track)
     return resources.model_source(track, profile)
-
-
-def _quiet_load(fn):
-    """Run a ``from_pretrained`` without its LOAD REPORT and progress bar (the new head is expected
-    to be missing)."""
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
-            return fn()
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _source_fingerprint(path: str) -> str:
@@ -974,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
             names = ds["train"].features["label"].names
             train_data = encode_dataset(ds["train"], tokenizer, max_length)
             eval_data = encode_dataset(ds["validation"], tokenizer, max_length)
-        model = _quiet_load(lambda: resources.from_pretrained(
+        model = resources.quiet_load(lambda: resources.from_pretrained(
             AutoModelForSequenceClassification, source, num_labels=len(names),
             id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}))
         device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")

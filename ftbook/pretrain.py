@@ -396,9 +396,9 @@ def finetune_accuracy(checkpoint: str | Path, train_texts, train_labels, eval_te
     tok = char_tokenizer(Path(checkpoint) / "vocab.txt", model_max_length=max_length)
     torch.manual_seed(seed)
     if pretrained:
-        from .finetune import _quiet_load  # the MLM head is dropped, the new classifier is "missing"
+        from .resources import quiet_load  # the MLM head is dropped, the new classifier is "missing"
 
-        model = _quiet_load(lambda: BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2))
+        model = quiet_load(lambda: BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2))
     else:
         model = BertForSequenceClassification(BertConfig.from_pretrained(checkpoint, num_labels=2))
     gen = torch.Generator().manual_seed(seed)

@@ -289,3 +289,26 @@ def from_pretrained(cls, name_or_path: str, **kwargs):
             f"The 'full' profile needs internet (e.g. Colab); offline, use the default profile: "
             f"unset FTBOOK_PROFILE or pass profile='tiny'"
         ) from None
+
+
+def quiet_load(fn):
+    """Run ``fn`` (a ``from_pretrained`` call) without its LOAD REPORT and progress bar.
+
+    For loads where a new head is expected to be "missing" and the pre-training head "unexpected"
+    (a classifier from an MLM checkpoint): the report would only be noise in a chapter.
+    """
+    import contextlib
+    import os
+
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            return fn()
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -255,16 +255,12 @@ class LexiconTagger:
 
 
 def _build_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
-    import torch
+    from .workers import one_thread
 
-    threads = torch.get_num_threads()
     # One thread: this small model gains little from two, and under `pytest -n 2` (two notebooks
     # on two cores) two threads per process spin against each other (measured ~10x slower).
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         _train_ner(folder, sizes, seed, profile)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
@@ -287,9 +283,9 @@ def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
         vocab = from_pretrained(AutoTokenizer, base).get_vocab()  # token -> id
         save_vocab(sorted(vocab, key=vocab.__getitem__), folder / "vocab.txt")
         tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
-        from .finetune import _quiet_load  # the MLM head is dropped, the tagging head is "missing"
+        from .resources import quiet_load  # the MLM head is dropped, the tagging head is "missing"
 
-        model = _quiet_load(lambda: from_pretrained(
+        model = quiet_load(lambda: from_pretrained(
             BertForTokenClassification, base, use_safetensors=True, num_labels=len(LABELS),
             id2label=dict(enumerate(LABELS)), label2id=LABEL2ID))
     else:

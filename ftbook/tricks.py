@@ -217,12 +217,10 @@ def train(cfg: TrickConfig, lr: float, steps: int, warmup: int = 0, batch: int =
     Runs on one CPU thread (restored afterwards): for a model this small, extra threads only add
     synchronisation cost on a busy machine, and one thread makes the result reproducible.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    from .workers import one_thread
+
+    with one_thread():
         return _train(cfg, lr, steps, warmup, batch, clip, weight_decay, no_decay_norm_and_bias, seed)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(cfg, lr, steps, warmup, batch, clip, weight_decay, no_decay_norm_and_bias, seed) -> TrainResult:

@@ -136,10 +136,3 @@ def test_domain_shift_bad_arguments():
         faq.domain_shift_experiment("car", "book")
     with pytest.raises(ValueError, match="must differ"):
         faq.domain_shift_experiment("book", "book")
-
-
-def test_single_thread_restores():
-    before = torch.get_num_threads()
-    with faq.single_thread():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before

@@ -26,6 +26,13 @@ def test_serial_restores_thread_count():
     assert torch.get_num_threads() == before
 
 
+def test_one_thread_restores():
+    before = torch.get_num_threads()
+    with workers.one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
 def test_error_in_a_worker_names_the_task():
     bad = [((dict(cfg=TINY, lr=-1.0, steps=2, batch=4),), {})]
     with pytest.raises(RuntimeError, match="lr=-1 failed in a worker.*lr must be a positive"):

@@ -336,14 +336,14 @@ def lr_warmup_search(profile: str | Profile | None = None, workers: int | None =
     """
     import transformers
 
-    from . import finetune  # registers the "finetune" sizes
+    from . import finetune, resources  # finetune registers the "finetune" sizes
     from .checkpoints import cached
 
     prof = get_profile(profile)
     s = prof.sizes("finetune")
     fp = {"profile": prof.name, "lrs": list(s.search_lrs), "warmups": list(s.search_warmups),
           "steps": s.search_steps, "max_length": s.search_max_length, "eval": s.search_eval_samples,
-          "batch": s.batch_size, "seed": s.seed, "base": finetune._source_fingerprint(
+          "batch": s.batch_size, "seed": s.seed, "base": resources.source_fingerprint(
               finetune.base_model_path("english", prof)),
           "transformers": transformers.__version__, "version": 2, "threads": 1}
     folder = cached(f"finetune-search-{prof.name}", lambda tmp: _search_build(prof, tmp, workers), fp)

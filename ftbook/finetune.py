@@ -14,7 +14,9 @@ names each trick, each one switchable in :class:`TrainConfig`:
   whole optimizer step, so 2 x 8 equals 16 (up to float rounding);
 * mixed precision on a GPU (bf16 if supported, else fp16 with a gradient scaler);
 * evaluation every epoch (or every ``eval_every`` steps) and early stopping on validation accuracy;
-* deterministic seeds and data order; ``tqdm.auto`` progress;
+* deterministic seeds and data order; ``group_by_length`` batches texts of similar length
+  together (chapter 3's :class:`ftbook.data.LengthBucketSampler`: less padding, same randomness);
+  ``tqdm.auto`` progress;
 * checkpoints in safetensors with config, tokenizer, optimizer/scheduler/RNG state, written
   atomically; ``resume=True`` continues an interrupted run to the same weights;
 * data parallel: started by ``torchrun`` (or ``accelerate launch``) the same code wraps the model
@@ -52,6 +54,9 @@ register_sizes(
         "chinese_lr": 3e-4,
         "chinese_max_steps": 600,  # ~0.7 epoch of the 13,810 training reviews (~1 min on 2 cores)
         "chinese_eval_every": 300,
+        # reviews run from a few characters to the 128-token cut: group them by length (chapter 3)
+        "english_group_by_length": False,  # nearly every BBC article fills all 128 tokens
+        "chinese_group_by_length": True,
         "epochs": 2,
         "warmup_ratio": 0.1,
         "weight_decay": 0.01,
@@ -77,6 +82,8 @@ register_sizes(
         "chinese_lr": 2e-5,
         "chinese_max_steps": None,
         "chinese_eval_every": None,
+        "english_group_by_length": False,
+        "chinese_group_by_length": True,
         "epochs": 3,
         "warmup_ratio": 0.1,
         "weight_decay": 0.01,
@@ -124,6 +131,7 @@ class TrainConfig:
     patience: int | None = 2  # evaluations without improvement before stopping; None: never
     load_best: bool = True  # end with the weights of the best evaluation
     save_every: int | None = None  # steps between resumable checkpoints (needs output_dir)
+    group_by_length: bool = False  # batches of similar length (Trainer: train_sampling_strategy)
     seed: int = 0
     progress: bool = True
 
@@ -151,6 +159,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.schedule must be 'linear' or 'constant', got {self.schedule!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if not isinstance(self.group_by_length, bool):
+            raise ValueError(f"TrainConfig.group_by_length must be True or False, got {self.group_by_length!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be a non-negative int, got {self.seed!r}")
 
@@ -166,7 +176,7 @@ def track_config(track: str = "english", profile: str | Profile | None = None, *
         lr=getattr(s, f"{track}_lr"), max_steps=getattr(s, f"{track}_max_steps"), epochs=s.epochs,
         batch_size=s.batch_size, eval_batch_size=s.eval_batch_size, warmup_ratio=s.warmup_ratio,
         weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm, eval_every=getattr(s, f"{track}_eval_every"),
-        patience=s.patience, seed=s.seed,
+        patience=s.patience, seed=s.seed, group_by_length=getattr(s, f"{track}_group_by_length"),
     )
     unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
     if unknown:
@@ -472,6 +482,25 @@ def _epoch_order(n: int, epoch: int, seed: int, world_size: int) -> list[int]:
     return order[: n - n % world_size]  # equal shares for every rank
 
 
+def epoch_batches(lengths: Sequence[int], epoch: int, config: TrainConfig, world_size: int = 1) -> list[list[int]]:
+    """The examples of each optimizer step in one epoch (``batch_size * grad_accum`` per step).
+
+    Random order, or with ``config.group_by_length`` batches of similar length
+    (:class:`ftbook.data.LengthBucketSampler` over the same shuffled examples). Deterministic for a
+    seed and epoch, so a resumed run sees the same batches. ``n % world_size`` examples sit out
+    each epoch, so every rank gets an equal share.
+    """
+    order = _epoch_order(len(lengths), epoch, config.seed, world_size)
+    step_examples = config.batch_size * config.grad_accum
+    if not config.group_by_length:
+        return [order[i: i + step_examples] for i in range(0, len(order), step_examples)]
+    from .data import LengthBucketSampler
+
+    sampler = LengthBucketSampler([lengths[i] for i in order], step_examples, seed=config.seed)
+    sampler.set_epoch(epoch)
+    return [[order[j] for j in batch] for batch in sampler]
+
+
 def steps_per_epoch(n: int, config: TrainConfig, world_size: int = 1) -> int:
     """Optimizer steps in one epoch of ``n`` examples (the last step may be smaller)."""
     usable = n - n % world_size
@@ -561,7 +590,6 @@ def train(model, train_data: Encoded, eval_data: Encoded | None = None, config: 
     bar = tqdm(total=total, initial=state["step"], disable=not config.progress or rank > 0, desc="train",
                leave=False)
     t0 = time.perf_counter() - state["seconds"]
-    step_examples = config.batch_size * config.grad_accum
     stopped_early = interrupted = False
 
     def evaluate_now(epoch: float) -> None:
@@ -586,10 +614,13 @@ def train(model, train_data: Encoded, eval_data: Encoded | None = None, config: 
             if config.patience is not None and state["bad_evals"] >= config.patience:
                 stopped_early = True
 
+    lengths = [len(x) for x in train_data.input_ids]
+    batches, batches_epoch = None, None
     while state["step"] < total and not stopped_early:
         epoch, in_epoch = divmod(state["step"], per_epoch)
-        order = _epoch_order(len(train_data), epoch, config.seed, size)
-        chunk = order[in_epoch * step_examples: (in_epoch + 1) * step_examples]
+        if batches_epoch != epoch:
+            batches, batches_epoch = epoch_batches(lengths, epoch, config, size), epoch
+        chunk = batches[in_epoch]
         micro = [chunk[i: i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
         loss_sum = 0.0
         for j, ids in enumerate(micro):
@@ -675,18 +706,6 @@ def base_model_path(track: str, profile: str | Profile | None = None) -> str:
     return resources.model_source(track, profile)
 
 
-def _source_fingerprint(path: str) -> str:
-    """What identifies a base model: the hash in its cache manifest, else its weights' size/name."""
-    p = Path(path)
-    if (p / "MANIFEST.json").is_file():
-        from .checkpoints import sha256_file
-
-        return sha256_file(p / "MANIFEST.json")[:16]
-    if p.is_dir():
-        return ",".join(f"{f.name}:{f.stat().st_size}" for f in sorted(p.glob("*.safetensors")))
-    return path
-
-
 def _build_finetuned(track: str, prof: Profile, folder: Path) -> None:
     import torch
 
@@ -736,13 +755,15 @@ def finetuned_checkpoint(track: str = "english", profile: str | Profile | None =
     import torch
     import transformers
 
+    from . import resources
+
     _check_track(track)
     prof = get_profile(profile)
     s = prof.sizes("finetune")
     source = base_model_path(track, prof)
     fingerprint = {
         "track": track, "profile": prof.name, "sizes": _track_sizes(s, track),
-        "source": _source_fingerprint(source), "max_length": prof.max_length,
+        "source": resources.source_fingerprint(source), "max_length": prof.max_length,
         "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "version": 1,
     }
     from .checkpoints import cached
@@ -783,8 +804,13 @@ def train_with_trainer(model, train_data: Encoded, eval_data: Encoded | None, co
         report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
         disable_tqdm=not config.progress, dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=hf_collate)
+    if not config.progress:  # without a progress bar, Trainer prints its final metrics dict instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -894,6 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
     ap.add_argument("--patience", type=int, help="0 disables early stopping")
     ap.add_argument("--save-every", type=int)
+    ap.add_argument("--group-by-length", action=argparse.BooleanOptionalAction,
+                    help="batches of similar length (default: the track's setting; on for chinese)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--no-progress", action="store_true")
     return ap
@@ -930,7 +958,8 @@ def main(argv: list[str] | None = None) -> int:
             "lr": args.lr, "epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
             "grad_accum": args.grad_accum, "warmup_ratio": args.warmup_ratio, "schedule": args.schedule,
             "weight_decay": args.weight_decay, "amp": args.amp, "eval_every": args.eval_every,
-            "save_every": args.save_every, "seed": args.seed}.items() if v is not None}
+            "save_every": args.save_every, "seed": args.seed,
+            "group_by_length": args.group_by_length}.items() if v is not None}
         if args.max_grad_norm is not None:
             overrides["max_grad_norm"] = args.max_grad_norm or None
         if args.patience is not None:

@@ -269,6 +269,19 @@ def model_source(kind: str = "english", profile: str | Profile | None = None) ->
     return name
 
 
+def source_fingerprint(path: str) -> str:
+    """What identifies a base model in a cache fingerprint: the hash of its cache manifest (a model
+    ``ftbook`` built), else its weights' names and sizes (a packaged model), else the hub id."""
+    p = Path(path)
+    if (p / "MANIFEST.json").is_file():
+        from .checkpoints import sha256_file
+
+        return sha256_file(p / "MANIFEST.json")[:16]
+    if p.is_dir():
+        return ",".join(f"{f.name}:{f.stat().st_size}" for f in sorted(p.glob("*.safetensors")))
+    return path
+
+
 def from_pretrained(cls, name_or_path: str, **kwargs):
     """``cls.from_pretrained`` that turns hub/network failures into one clear error.
 

@@ -30,9 +30,11 @@ from .config import Profile, get_profile, register_sizes
 register_sizes(
     "tagging",
     tiny=dict(max_chars=64, train_sentences=2000, eval_sentences=500, hidden=128, layers=2, heads=2,
-              ffn=512, epochs=5, batch_size=16, lr=1e-3, warmup=0.1, vocab_min_freq=2, init="pretrained"),
+              ffn=512, epochs=5, batch_size=16, lr=1e-3, warmup=0.1, vocab_min_freq=2, init="pretrained",
+              group_by_length=True),
     full=dict(max_chars=126, train_sentences=40000, eval_sentences=3000, hidden=256, layers=4, heads=4,
-              ffn=1024, epochs=3, batch_size=32, lr=5e-5, warmup=0.1, vocab_min_freq=1, init="pretrained"),
+              ffn=1024, epochs=3, batch_size=32, lr=5e-5, warmup=0.1, vocab_min_freq=1, init="pretrained",
+              group_by_length=True),
 )
 
 POS_TO_ENTITY = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
@@ -267,6 +269,7 @@ def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
     import torch
     from transformers import BertConfig, BertForTokenClassification
 
+    from .data import LengthBucketSampler
     from .vocab import build_char_vocab, char_tokenizer, save_vocab
 
     ds = people_daily_ner(max_chars=sizes.max_chars)
@@ -305,12 +308,19 @@ def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
     rng = random.Random(seed)
     order = list(range(len(chars)))
+    # sentences of similar length share a batch (chapter 3): less padding, same number of steps
+    sampler = LengthBucketSampler([len(c) for c in chars], sizes.batch_size, seed=seed) \
+        if sizes.group_by_length else None
     history = []
     model.train()
     for epoch in range(sizes.epochs):
-        rng.shuffle(order)
-        for b in range(steps_per_epoch):
-            idx = order[b * sizes.batch_size:(b + 1) * sizes.batch_size]
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            batches = list(sampler)
+        else:
+            rng.shuffle(order)
+            batches = [order[b * sizes.batch_size:(b + 1) * sizes.batch_size] for b in range(steps_per_epoch)]
+        for idx in batches:
             enc = encode_batch(tok, [chars[i] for i in idx], [tags[i] for i in idx],
                                max_length=sizes.max_chars + 2)
             loss = model(**enc).loss
@@ -334,6 +344,10 @@ def trained_ner(profile: str | Profile | None = None, seed: int = 0) -> Path:
     sizes = profile.sizes("tagging")
     fingerprint = {"sizes": vars(sizes), "seed": seed, "labels": list(LABELS),
                    "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
+    if sizes.init == "pretrained":  # a new pre-trained checkpoint means a new NER model
+        from .resources import model_source, source_fingerprint
+
+        fingerprint["base"] = source_fingerprint(model_source("chinese", profile))
     from .checkpoints import cached
 
     return cached(f"ner-people-daily-{profile.name}", lambda d: _build_ner(d, sizes, seed, profile.name),

@@ -10,6 +10,10 @@ thread, so on the book's 2-core machine two single-threaded runs side by side fi
 as fast as the same runs one after another with two threads each. Every run seeds itself and
 runs with exactly one thread whether it is in a worker or in this process, so the results do not
 depend on ``workers`` (tested).
+
+The worker processes are kept between calls (:func:`shutdown_pool` ends them; so does the end of
+the Python process): starting one means a fresh interpreter importing torch and transformers,
+seconds that chapters with several experiments would otherwise pay for each of them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import contextlib
 import os
 from typing import Any, Callable, Sequence
 
-__all__ = ["default_workers", "one_thread", "run_all"]
+__all__ = ["default_workers", "one_thread", "run_all", "shutdown_pool"]
+
+_POOL: dict = {}  # {"workers": int, "executor": ProcessPoolExecutor} while a pool is alive
 
 
 def default_workers() -> int:
@@ -64,6 +70,35 @@ def _call(fn: Callable, args: tuple, kwargs: dict):
     return fn(*args, **kwargs)
 
 
+def _executor(workers: int):
+    """The kept pool of ``workers`` spawn processes (a new one if the size changed)."""
+    import atexit
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if _POOL.get("workers") == workers:
+        return _POOL["executor"]
+    shutdown_pool()
+    if "atexit" not in _POOL:
+        atexit.register(shutdown_pool)
+        _POOL["atexit"] = True
+    _POOL["executor"] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    _POOL["workers"] = workers
+    return _POOL["executor"]
+
+
+def shutdown_pool(kill: bool = False) -> None:
+    """End the kept worker processes (``kill=True``: without waiting for running tasks)."""
+    executor = _POOL.pop("executor", None)
+    _POOL.pop("workers", None)
+    if executor is None:
+        return
+    if kill:
+        for proc in list(getattr(executor, "_processes", {}).values()):  # no public API for this
+            proc.terminate()
+    executor.shutdown(wait=not kill, cancel_futures=True)
+
+
 def run_all(fn: Callable, tasks: Sequence[tuple[tuple, dict]], workers: int | None = None,
             log: Callable[[str], None] | None = None, names: Sequence[str] | None = None) -> list[Any]:
     """``[fn(*args, **kwargs) for args, kwargs in tasks]``, in up to ``workers`` processes.
@@ -96,16 +131,25 @@ def run_all(fn: Callable, tasks: Sequence[tuple[tuple, dict]], workers: int | No
                     log(f"[ftbook] {name} done")
         return results
 
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_call, fn, args, kwargs) for args, kwargs in tasks]
+    futures = [_executor(workers).submit(_call, fn, args, kwargs) for args, kwargs in tasks]
+    try:
         for name, fut in zip(names, futures):
             try:
                 results.append(fut.result())
+            except BrokenProcessPool as exc:  # a worker died (out of memory, killed): start afresh next time
+                shutdown_pool(kill=True)
+                raise RuntimeError(f"{name}: a worker process died ({exc}); the pool was restarted") from exc
             except Exception as exc:
                 raise RuntimeError(f"{name} failed in a worker process: {type(exc).__name__}: {exc}") from exc
             if log:
                 log(f"[ftbook] {name} done")
+    except BaseException:
+        # an error or an interrupt (Ctrl-C in Jupyter): the rest of this call's runs are not wanted
+        for fut in futures:
+            fut.cancel()
+        if any(not fut.done() for fut in futures):  # still running: stop them rather than wait
+            shutdown_pool(kill=True)
+        raise
     return results

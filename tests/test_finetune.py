@@ -242,6 +242,58 @@ def test_resume_reaches_the_same_weights(tokenizer, data, tmp_path):
         F.train(tiny_model(tokenizer), data, data, cfg, output_dir=tmp_path / "none", resume=True)
 
 
+def test_epoch_batches_random_and_grouped_by_length():
+    import random
+
+    rng = random.Random(1)
+    lengths = [rng.randint(2, 128) for _ in range(1001)]
+    plain = F.TrainConfig(batch_size=16, grad_accum=2, seed=3)
+    grouped = F.TrainConfig(batch_size=16, grad_accum=2, seed=3, group_by_length=True)
+    for world_size in (1, 2):
+        order = F._epoch_order(len(lengths), 1, 3, world_size)
+        assert F.epoch_batches(lengths, 1, plain, world_size) == [order[i: i + 32] for i in range(0, len(order), 32)]
+        batches = F.epoch_batches(lengths, 1, grouped, world_size)
+        assert len(batches) == F.steps_per_epoch(len(lengths), grouped, world_size)
+        assert sorted(i for b in batches for i in b) == sorted(order)  # the same examples, once each
+        assert all(len(b) % world_size == 0 for b in batches)  # every rank gets an equal share
+        assert [len(b) for b in batches].count(32) >= len(batches) - 1
+
+    def padded(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    by_length = F.epoch_batches(lengths, 0, grouped)
+    assert padded(by_length) < 0.6 * padded(F.epoch_batches(lengths, 0, plain))
+    assert by_length == F.epoch_batches(lengths, 0, grouped)  # deterministic
+    assert by_length != F.epoch_batches(lengths, 1, grouped)  # a new order each epoch
+    with pytest.raises(ValueError, match="group_by_length must be True or False"):
+        F.TrainConfig(group_by_length="yes")
+
+
+def test_group_by_length_trains_and_resumes_to_the_same_weights(tokenizer, tmp_path):
+    texts, labels = toy_texts(96)
+    texts = [t * (1 + i % 5) for i, t in enumerate(texts)]  # lengths from 2 to ~30 characters
+    data = F.encode(texts, labels, tokenizer, max_length=40, num_labels=2)
+    cfg = F.TrainConfig(lr=2e-3, epochs=2, batch_size=16, patience=None, save_every=2, progress=False,
+                        group_by_length=True)
+    full = tiny_model(tokenizer, dropout=0.1)
+    r = F.train(full, data, data, cfg, tokenizer=tokenizer, output_dir=tmp_path / "a")
+    assert r.steps == 12 and r.samples == 192
+    part = tiny_model(tokenizer, dropout=0.1)
+    F.train(part, data, data, cfg, tokenizer=tokenizer, output_dir=tmp_path / "b", stop_after_steps=7)
+    resumed = tiny_model(tokenizer, dropout=0.1, seed=9)
+    F.train(resumed, data, data, cfg, tokenizer=tokenizer, output_dir=tmp_path / "b", resume=True)
+    for k, v in weights(full).items():
+        torch.testing.assert_close(weights(resumed)[k], v, atol=0, rtol=0)
+    plain = tiny_model(tokenizer, dropout=0.1)
+    F.train(plain, data, data, F.TrainConfig(**{**cfg.to_dict(), "group_by_length": False, "save_every": None}))
+    assert any(not torch.equal(weights(plain)[k], v) for k, v in weights(full).items())
+
+
+def test_track_config_groups_chinese_reviews_by_length():
+    assert F.track_config("chinese", "tiny").group_by_length is True
+    assert F.track_config("english", "tiny").group_by_length is False
+
+
 def test_checkpoint_is_atomic_verified_and_loadable(tokenizer, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -347,23 +399,28 @@ def _env():
     return env
 
 
-def test_cli_one_process_vs_two_process_gloo(cli_setup):
-    """A 2-process data-parallel run (torchrun, gloo, loopback) reaches the 1-process weights."""
+@pytest.mark.parametrize("sampling", ["--no-group-by-length", "--group-by-length"])
+def test_cli_one_process_vs_two_process_gloo(cli_setup, sampling):
+    """A 2-process data-parallel run (torchrun, gloo, loopback) reaches the 1-process weights,
+    with random batches and with batches grouped by length."""
     from safetensors.torch import load_file
 
     folder, base, train_file = cli_setup
-    one = subprocess.run([PYTHON, "-m", "ftbook", "finetune", *_cli_args(base, train_file, folder / "one")],
-                         capture_output=True, text=True, env=_env(), timeout=600, cwd=ROOT)
+    folder = folder / sampling
+    one = subprocess.run([PYTHON, "-m", "ftbook", "finetune", *_cli_args(base, train_file, folder / "one"),
+                          sampling], capture_output=True, text=True, env=_env(), timeout=600, cwd=ROOT)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([PYTHON, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
                           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-                          "-m", "ftbook", "finetune", *_cli_args(base, train_file, folder / "two")],
+                          "-m", "ftbook", "finetune", *_cli_args(base, train_file, folder / "two"), sampling],
                          capture_output=True, text=True, env=_env(), timeout=600, cwd=ROOT)
     assert two.returncode == 0, two.stderr[-3000:]
     s1 = json.loads(one.stdout.strip().splitlines()[-1])
     s2 = json.loads(two.stdout.strip().splitlines()[-1])
     assert (s1["world_size"], s2["world_size"]) == (1, 2)
     assert s1["steps"] == s2["steps"] == 4
+    state = json.loads((folder / "one" / "last" / F.STATE_FILE).read_text(encoding="utf-8"))
+    assert state["config"]["group_by_length"] is (sampling == "--group-by-length")
     w1 = load_file(str(folder / "one" / "final" / "model.safetensors"))
     w2 = load_file(str(folder / "two" / "final" / "model.safetensors"))
     w0 = load_file(str(base / "model.safetensors"))

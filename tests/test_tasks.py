@@ -236,3 +236,26 @@ def test_trained_ner_small_scratch_build_is_cached(monkeypatch, tmp_path):
     assert (folder / "model.safetensors").stat().st_mtime == mtime
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         tagging.load_ner(tmp_path)
+
+
+def test_trained_ner_rebuilds_when_the_pretrained_base_changes(monkeypatch, tmp_path):
+    from ftbook import resources
+
+    monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path / "cache"))
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "MANIFEST.json").write_text('{"files": {"model.safetensors": "aaa"}}')
+    monkeypatch.setattr(resources, "model_source", lambda kind, profile=None: str(base))
+    builds = []
+
+    def fake_build(folder, sizes, seed, profile):
+        builds.append(sizes.init)
+        (folder / "model.safetensors").write_text("weights")
+
+    monkeypatch.setattr(tagging, "_build_ner", fake_build)
+    tagging.trained_ner("tiny")
+    tagging.trained_ner("tiny")
+    assert builds == ["pretrained"]  # cached
+    (base / "MANIFEST.json").write_text('{"files": {"model.safetensors": "bbb"}}')  # a new pre-training
+    tagging.trained_ner("tiny")
+    assert builds == ["pretrained", "pretrained"]

@@ -60,3 +60,24 @@ def test_default_workers(monkeypatch):
     monkeypatch.setenv("FTBOOK_WORKERS", "zero")
     with pytest.raises(ValueError, match="FTBOOK_WORKERS must be a positive integer"):
         workers.default_workers()
+
+
+def test_pool_is_kept_between_calls_and_can_be_shut_down():
+    import os
+
+    first = set(workers.run_all(os.getpid, [((), {})] * 4, workers=2))
+    again = set(workers.run_all(os.getpid, [((), {})] * 4, workers=2))
+    assert os.getpid() not in first and again <= first  # the same worker processes, not new ones
+    workers.shutdown_pool()
+    assert not set(workers.run_all(os.getpid, [((), {})] * 2, workers=2)) & first  # fresh ones
+    workers.shutdown_pool()
+    workers.shutdown_pool()  # a second call is harmless
+
+
+def test_a_dead_worker_is_a_clear_error_and_the_next_call_works():
+    import os
+
+    with pytest.raises(RuntimeError, match="died.*restarted"):
+        workers.run_all(os._exit, [((3,), {}), ((3,), {})], workers=2, names=["crash", "crash 2"])
+    assert workers.run_all(_train_from_kwargs, _runs(), workers=2) == workers.run_all(
+        _train_from_kwargs, _runs(), workers=1)

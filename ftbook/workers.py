@@ -70,6 +70,14 @@ def _call(fn: Callable, args: tuple, kwargs: dict):
     return fn(*args, **kwargs)
 
 
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent: Jupyter's interrupt (SIGINT to the kernel's process
+    group) reaches :func:`run_all`, which stops them; idle workers would only print a traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _executor(workers: int):
     """The kept pool of ``workers`` spawn processes (a new one if the size changed)."""
     import atexit
@@ -82,7 +90,8 @@ def _executor(workers: int):
     if "atexit" not in _POOL:
         atexit.register(shutdown_pool)
         _POOL["atexit"] = True
-    _POOL["executor"] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    _POOL["executor"] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                            initializer=_ignore_interrupts)
     _POOL["workers"] = workers
     return _POOL["executor"]
 
@@ -133,7 +142,11 @@ def run_all(fn: Callable, tasks: Sequence[tuple[tuple, dict]], workers: int | No
 
     from concurrent.futures.process import BrokenProcessPool
 
-    futures = [_executor(workers).submit(_call, fn, args, kwargs) for args, kwargs in tasks]
+    try:
+        futures = [_executor(workers).submit(_call, fn, args, kwargs) for args, kwargs in tasks]
+    except BrokenProcessPool:  # a kept worker died while idle (e.g. killed for memory): start afresh
+        shutdown_pool(kill=True)
+        futures = [_executor(workers).submit(_call, fn, args, kwargs) for args, kwargs in tasks]
     try:
         for name, fut in zip(names, futures):
             try:

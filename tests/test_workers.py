@@ -81,3 +81,30 @@ def test_a_dead_worker_is_a_clear_error_and_the_next_call_works():
         workers.run_all(os._exit, [((3,), {}), ((3,), {})], workers=2, names=["crash", "crash 2"])
     assert workers.run_all(_train_from_kwargs, _runs(), workers=2) == workers.run_all(
         _train_from_kwargs, _runs(), workers=1)
+
+
+def test_a_worker_killed_while_idle_is_replaced():
+    import os
+    import signal
+
+    pids = set(workers.run_all(os.getpid, [((), {})] * 2, workers=2))
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    import time
+
+    time.sleep(0.5)  # let the pool notice
+    assert workers.run_all(os.getpid, [((), {})] * 2, workers=2)  # no error: a new pool
+
+
+def test_idle_workers_ignore_ctrl_c():
+    import os
+    import signal
+    import time
+
+    workers.shutdown_pool()
+    pids = set(workers.run_all(os.getpid, [((), {})] * 2, workers=2))
+    for pid in pids:
+        os.kill(pid, signal.SIGINT)  # what Jupyter's interrupt sends to the kernel's process group
+    time.sleep(0.5)
+    assert set(workers.run_all(os.getpid, [((), {})] * 4, workers=2)) <= pids  # still the same workers
+    workers.shutdown_pool()

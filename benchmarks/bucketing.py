@@ -39,15 +39,17 @@ def with_sizes(section: str, **changes) -> None:
 
 
 def chinese_finetune(group_by_length: bool) -> dict:
-    from ftbook import finetune
+    from transformers import AutoTokenizer
+
+    from ftbook import finetune, resources
     from ftbook.config import get_profile
     from ftbook.data import padding_stats
 
     with_sizes("finetune", chinese_group_by_length=group_by_length)
     prof = get_profile("tiny")
-    model, tokenizer, ds = finetune.load_track("chinese", prof)
+    tokenizer = resources.from_pretrained(AutoTokenizer, finetune.base_model_path("chinese", prof))
     sizes = prof.sizes("finetune")
-    train = finetune.encode_dataset(ds["train"], tokenizer, sizes.max_length)
+    train = finetune.encode_dataset(resources.chinese_reviews(prof)["train"], tokenizer, sizes.max_length)
     config = finetune.track_config("chinese", prof, progress=False)
     lengths = [len(x) for x in train.input_ids]
     steps = config.max_steps

@@ -18,6 +18,7 @@ seconds that chapters with several experiments would otherwise pay for each of t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from typing import Any, Callable, Sequence
@@ -80,16 +81,12 @@ def _ignore_interrupts() -> None:
 
 def _executor(workers: int):
     """The kept pool of ``workers`` spawn processes (a new one if the size changed)."""
-    import atexit
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     if _POOL.get("workers") == workers:
         return _POOL["executor"]
     shutdown_pool()
-    if "atexit" not in _POOL:
-        atexit.register(shutdown_pool)
-        _POOL["atexit"] = True
     _POOL["executor"] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                             initializer=_ignore_interrupts)
     _POOL["workers"] = workers
@@ -106,6 +103,9 @@ def shutdown_pool(kill: bool = False) -> None:
         for proc in list(getattr(executor, "_processes", {}).values()):  # no public API for this
             proc.terminate()
     executor.shutdown(wait=not kill, cancel_futures=True)
+
+
+atexit.register(shutdown_pool)  # a no-op when no pool is alive
 
 
 def run_all(fn: Callable, tasks: Sequence[tuple[tuple, dict]], workers: int | None = None,
@@ -142,18 +142,22 @@ def run_all(fn: Callable, tasks: Sequence[tuple[tuple, dict]], workers: int | No
 
     from concurrent.futures.process import BrokenProcessPool
 
+    def submit_all() -> list:
+        pool = _executor(workers)
+        return [pool.submit(_call, fn, args, kwargs) for args, kwargs in tasks]
+
     try:
-        futures = [_executor(workers).submit(_call, fn, args, kwargs) for args, kwargs in tasks]
+        futures = submit_all()
     except BrokenProcessPool:  # a kept worker died while idle (e.g. killed for memory): start afresh
         shutdown_pool(kill=True)
-        futures = [_executor(workers).submit(_call, fn, args, kwargs) for args, kwargs in tasks]
+        futures = submit_all()
     try:
         for name, fut in zip(names, futures):
             try:
                 results.append(fut.result())
             except BrokenProcessPool as exc:  # a worker died (out of memory, killed): start afresh next time
                 shutdown_pool(kill=True)
-                raise RuntimeError(f"{name}: a worker process died ({exc}); the pool was restarted") from exc
+                raise RuntimeError(f"{name}: a worker process died ({exc}); the pool is restarted on the next call") from exc
             except Exception as exc:
                 raise RuntimeError(f"{name} failed in a worker process: {type(exc).__name__}: {exc}") from exc
             if log:

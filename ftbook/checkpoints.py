@@ -118,6 +118,45 @@ def atomic_dir(target: str | os.PathLike, fingerprint: Mapping[str, Any] | None 
         raise
 
 
+def fingerprint(*modules, **settings: Any) -> dict:
+    """The one cache fingerprint of the book: ``settings`` (sizes, seed, base model...), the
+    SHA-256 of the source of every module in ``modules`` (the code that builds the result), and
+    the versions of the libraries whose arithmetic it depends on.
+
+    Editing any of those modules (even a comment) rebuilds the cached result, so a cache never
+    serves what older code produced. ``modules`` are module objects (``import ftbook.finetune as
+    m; fingerprint(m, ...)``), so this ground-floor module imports nothing of ``ftbook``.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    code = {}
+    for module in modules:
+        path = getattr(module, "__file__", None)
+        if not path or not Path(path).is_file():
+            raise TypeError(f"fingerprint() takes module objects with a source file, got {module!r}")
+        code[module.__name__] = sha256_file(path)[:16]
+    libs = {}
+    for lib in ("torch", "transformers"):
+        try:
+            libs[lib] = version(lib).split("+")[0]
+        except PackageNotFoundError:
+            libs[lib] = None
+    if {"code", "versions"} & settings.keys():
+        raise ValueError("'code' and 'versions' are filled in by fingerprint(); pass other names")
+    return {**json.loads(json.dumps(settings, sort_keys=True, default=_jsonable)), "code": code,
+            "versions": libs}
+
+
+def _jsonable(value: Any):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if hasattr(value, "__dict__"):  # SimpleNamespace sizes, dataclass-like configs
+        return vars(value)
+    raise TypeError(f"fingerprint setting of type {type(value).__name__} is not JSON-serialisable: {value!r}")
+
+
 def cached(
     name: str,
     build: Callable[[Path], None],
@@ -148,3 +187,69 @@ def cached(
         with atomic_dir(target, fingerprint) as tmp:
             build(tmp)
     return target
+
+
+# ---------------------------------------------------------------- training checkpoints (chapter 10)
+
+STATE_FILE = "trainer_state.json"
+TRAINING_STATE_FILE = "training_state.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, model, tokenizer=None, optimizer=None, scheduler=None,
+                    scaler=None, state: Mapping[str, Any] | None = None) -> Path:
+    """Write a checkpoint folder atomically (rank 0 only): safetensors weights + ``config.json``,
+    tokenizer files, and, with ``optimizer``, the optimizer / scheduler / scaler / RNG state that
+    :func:`load_training_state` reads back to resume. ``state`` goes to ``trainer_state.json``."""
+    import torch
+
+    from .distributed import barrier, unwrap, world
+
+    path = Path(path)
+    if world()[0] == 0:
+        with atomic_dir(path, {"kind": "training-checkpoint"}) as tmp:
+            unwrap(model).save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            if optimizer is not None:
+                extra = {"optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state()}
+                if scheduler is not None:
+                    extra["scheduler"] = scheduler.state_dict()
+                if scaler is not None:
+                    extra["scaler"] = scaler.state_dict()
+                if torch.cuda.is_available():
+                    extra["rng_cuda"] = torch.cuda.get_rng_state_all()
+                torch.save(extra, tmp / TRAINING_STATE_FILE)
+            if state is not None:
+                (tmp / STATE_FILE).write_text(json.dumps(dict(state), indent=1), encoding="utf-8")
+    barrier()
+    return path
+
+
+def load_weights(model, folder: str | os.PathLike) -> None:
+    """Load ``folder/model.safetensors`` into ``model`` (or the model inside a DDP wrapper).
+    Tied weights may be stored once; any other missing or unexpected key is an error."""
+    from safetensors.torch import load_file
+
+    from .distributed import unwrap
+
+    folder = Path(folder)
+    state = load_file(str(folder / "model.safetensors"))
+    missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if "position_ids" not in k]:
+        raise RuntimeError(f"checkpoint {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
+
+
+def load_training_state(folder: str | os.PathLike) -> tuple[dict, dict]:
+    """``(trainer_state, tensors)`` of a checkpoint written by :func:`save_checkpoint` with an
+    optimizer: verified against its manifest, and read with ``torch.load(weights_only=True)``
+    (tensors and plain containers only: a checkpoint cannot run code when it is resumed)."""
+    import torch
+
+    folder = Path(folder)
+    for name in (STATE_FILE, TRAINING_STATE_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"nothing to resume: {folder} has no {name}")
+    verify(folder)
+    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    tensors = torch.load(folder / TRAINING_STATE_FILE, weights_only=True)
+    return state, tensors

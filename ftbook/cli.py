@@ -2,20 +2,23 @@
 
 Commands (each lives in the module that teaches it):
 
-* ``finetune``  - chapter 10, :mod:`ftbook.finetune`
+* ``finetune``  - chapter 10, :func:`finetune_main` here (the loop is :mod:`ftbook.training`)
 * ``serve``     - chapter 12, :mod:`ftbook.serve`
 * ``course``    - the course kit, :mod:`ftbook.course`
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 import sys
+from pathlib import Path
 
-COMMANDS = {
-    "finetune": ("ftbook.finetune", "fine-tune a BERT classifier (chapter 10)"),
-    "serve": ("ftbook.serve", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
-    "course": ("ftbook.course", "export student / instructor notebooks (course kit)"),
+COMMANDS = {  # name: ("module:function", help)
+    "finetune": ("ftbook.cli:finetune_main", "fine-tune a BERT classifier (chapter 10)"),
+    "serve": ("ftbook.serve:main", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
+    "course": ("ftbook.course:main", "export student / instructor notebooks (course kit)"),
 }
 
 
@@ -34,5 +37,152 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module, function = COMMANDS[name][0].split(":")
+    return int(getattr(importlib.import_module(module), function)(rest) or 0)
+
+
+# --------------------------------------------------------------------------- finetune
+
+
+def _load_data_file(path: Path) -> tuple[list[str], list[int], list[str] | None]:
+    """A .jsonl / .json / .csv file with ``text`` and ``label`` (int or label name) per row."""
+    import csv
+
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} not found")
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    elif path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif path.suffix == ".json":
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        raise ValueError(f"data file {path} must end in .csv, .jsonl or .json")
+    if not rows or any("text" not in r or "label" not in r for r in rows):
+        raise ValueError(f"every row of {path} needs 'text' and 'label'")
+    labels = [r["label"] for r in rows]
+    if all(isinstance(y, int) or (isinstance(y, str) and y.isdigit()) for y in labels):
+        return [r["text"] for r in rows], [int(y) for y in labels], None
+    names = sorted({str(y) for y in labels})
+    return [r["text"] for r in rows], [names.index(str(y)) for y in labels], names
+
+
+def finetune_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m ftbook finetune",
+        description="Fine-tune a BERT sequence classifier (chapter 10). Data parallel: "
+                    "torchrun --nproc-per-node N -m ftbook finetune ... (gloo on CPU, nccl on GPU).",
+    )
+    from .finetune import TRACKS
+    from .optim import SCHEDULES
+    from .training import AMP_MODES
+
+    ap.add_argument("--track", choices=TRACKS, default="english",
+                    help="bundled data + the profile's model: english (BBC News) or chinese (reviews)")
+    ap.add_argument("--model", help="model dir or hub id (default: the track's pretrained model)")
+    ap.add_argument("--train-file", type=Path, help=".jsonl/.json/.csv with text,label (default: the track's data)")
+    ap.add_argument("--eval-file", type=Path, help="validation file (same format)")
+    ap.add_argument("--profile", choices=("tiny", "full"), help="sizes (default: $FTBOOK_PROFILE or tiny)")
+    ap.add_argument("--output-dir", type=Path, required=True, help="where checkpoints go (final/, last/, best/)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last")
+    ap.add_argument("--max-length", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--batch-size", type=int, help="global batch per micro-step (summed over processes)")
+    ap.add_argument("--grad-accum", type=int)
+    ap.add_argument("--warmup-ratio", type=float)
+    ap.add_argument("--schedule", choices=sorted(SCHEDULES))
+    ap.add_argument("--weight-decay", type=float)
+    ap.add_argument("--decay-norm-and-bias", action="store_true", help="also decay LayerNorm and bias")
+    ap.add_argument("--max-grad-norm", type=float, help="0 disables clipping")
+    ap.add_argument("--amp", choices=AMP_MODES)
+    ap.add_argument("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
+    ap.add_argument("--patience", type=int, help="0 disables early stopping")
+    ap.add_argument("--save-every", type=int)
+    ap.add_argument("--group-by-length", action=argparse.BooleanOptionalAction,
+                    help="batches of similar length (default: the track's setting; on for chinese)")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def finetune_main(argv: list[str] | None = None) -> int:
+    """``python -m ftbook finetune``: fine-tune a classifier (chapter 10), alone or under torchrun."""
+    args = finetune_parser().parse_args(argv)
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from . import resources
+    from .checkpoints import save_checkpoint
+    from .data import Encoded, encode
+    from .distributed import init_from_environment, world
+    from .environment import set_seed
+    from .config import get_profile
+    from .finetune import base_model_path, track_config
+    from .training import train
+
+    prof = get_profile(args.profile)
+    s = prof.sizes("finetune")
+    started = init_from_environment()
+    try:
+        rank, size = world()
+        overrides = {k: v for k, v in {
+            "lr": args.lr, "epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum, "warmup_ratio": args.warmup_ratio, "schedule": args.schedule,
+            "weight_decay": args.weight_decay, "amp": args.amp, "eval_every": args.eval_every,
+            "save_every": args.save_every, "seed": args.seed,
+            "group_by_length": args.group_by_length}.items() if v is not None}
+        if args.max_grad_norm is not None:
+            overrides["max_grad_norm"] = args.max_grad_norm or None
+        if args.patience is not None:
+            overrides["patience"] = args.patience or None
+        overrides["decay_norm_and_bias"] = args.decay_norm_and_bias
+        overrides["progress"] = not args.no_progress
+        config = track_config(args.track, prof, **overrides)
+        set_seed(config.seed)
+        max_length = args.max_length or s.max_length
+        source = args.model or base_model_path(args.track, prof)
+        tokenizer = resources.from_pretrained(AutoTokenizer, source)
+        if args.train_file:
+            texts, labels, names = _load_data_file(args.train_file)
+            names = names or [str(i) for i in range(max(labels) + 1)]
+            train_data = encode(texts, labels, tokenizer, max_length)
+            eval_data = None
+            if args.eval_file:
+                et, el, en = _load_data_file(args.eval_file)
+                if en is not None and en != names:
+                    raise ValueError(f"label names of {args.eval_file} ({en}) differ from the training file's ({names})")
+                eval_data = encode(et, el, tokenizer, max_length, len(names))
+        else:
+            ds = resources.english_news(prof) if args.track == "english" else resources.chinese_reviews(prof)
+            names = ds["train"].features["label"].names
+            train_data = Encoded.from_dataset(ds["train"], tokenizer, max_length)
+            eval_data = Encoded.from_dataset(ds["validation"], tokenizer, max_length)
+        model = resources.quiet_load(lambda: resources.from_pretrained(
+            AutoModelForSequenceClassification, source, num_labels=len(names),
+            id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}))
+        device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+        model.to(device)
+        if rank == 0:
+            print(f"[finetune] {len(train_data)} train examples, {size} process(es), global batch "
+                  f"{config.batch_size}x{config.grad_accum}, model {source}", file=sys.stderr)
+        result = train(model, train_data, eval_data, config, tokenizer=tokenizer,
+                       output_dir=args.output_dir, resume=args.resume,
+                       on_eval=lambda r: print(f"[finetune] step {r['step']}: val_accuracy "
+                                               f"{r['val_accuracy']:.4f}", file=sys.stderr))
+        save_checkpoint(args.output_dir / "final", model, tokenizer, state={
+            "steps": result.steps, "best": result.best, "world_size": size})
+        if rank == 0:
+            summary = {"steps": result.steps, "samples": result.samples, "seconds": round(result.seconds, 2),
+                       "best": result.best, "stopped_early": result.stopped_early, "world_size": size,
+                       "output": str(args.output_dir / "final")}
+            print(json.dumps(summary))
+        return 0
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+

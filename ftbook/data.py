@@ -15,6 +15,8 @@ Taught in chapter 3 (``chapters/03_data.ipynb``, 数据预处理). The character
   ``transformers.DataCollatorWithPadding``) and :class:`LengthBucketSampler` (batches of similar
   length, so there is little padding left to add). :func:`padding_stats` measures the waste;
   ``benchmarks/padding.py`` measures the speed on MiniLM.
+* :class:`Encoded` / :func:`encode`: the examples every training loop of the book consumes
+  (chapter 10's :func:`ftbook.training.train`); their batches come from the same collator.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import random
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -43,6 +46,9 @@ __all__ = [
     "unk_rate",
     "encode_dataset",
     "DynamicPaddingCollator",
+    "IGNORE_INDEX",
+    "Encoded",
+    "encode",
     "LengthBucketSampler",
     "padding_stats",
     "padding_strategies",
@@ -407,11 +413,92 @@ class DynamicPaddingCollator:
             batch[key] = torch.tensor(rows, dtype=torch.long)
         label_key = "labels" if "labels" in features[0] else "label" if "label" in features[0] else None
         if label_key is not None:
-            ys = [f.get(label_key) for f in features]
-            if any(y is None for y in ys):
-                raise KeyError(f"{label_key!r} is missing in some examples of the batch")
-            batch["labels"] = torch.tensor(ys, dtype=torch.float if isinstance(ys[0], float) else torch.long)
+            batch["labels"] = self._labels([f.get(label_key) for f in features], label_key, features, target)
         return batch
+
+    @staticmethod
+    def _labels(ys: list, key: str, features, target: int) -> torch.Tensor:
+        """One label per example, or one per token (token classification, masked LM): those are
+        padded with ``IGNORE_INDEX`` (-100), which the loss skips (``DataCollatorForTokenClassification``)."""
+        if any(y is None for y in ys):
+            raise KeyError(f"{key!r} is missing in some examples of the batch")
+        if not isinstance(ys[0], (list, tuple)):
+            return torch.tensor(ys, dtype=torch.float if isinstance(ys[0], float) else torch.long)
+        for i, (y, f) in enumerate(zip(ys, features)):
+            if not isinstance(y, (list, tuple)) or len(y) != len(f["input_ids"]):
+                raise ValueError(f"example {i}: token labels must be a list as long as input_ids "
+                                 f"({len(f['input_ids'])}), got {y!r:.60}")
+        return torch.tensor([list(y) + [IGNORE_INDEX] * (target - len(y)) for y in ys], dtype=torch.long)
+
+
+IGNORE_INDEX = -100  # the label the loss skips: padding, special tokens, unmasked positions
+
+
+@dataclass
+class Encoded:
+    """Tokenised examples ready for the training loop (chapter 10): variable-length ``input_ids``
+    (no padding yet), and one integer label per example (classification) or one per token (token
+    classification, masked LM; ``IGNORE_INDEX`` where there is nothing to predict)."""
+
+    input_ids: list[list[int]]
+    labels: list
+    pad_token_id: int = 0
+    texts: list[str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.input_ids) != len(self.labels):
+            raise ValueError(f"input_ids ({len(self.input_ids)}) and labels ({len(self.labels)}) differ in length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+    def subset(self, indices: Sequence[int]) -> "Encoded":
+        return Encoded([self.input_ids[i] for i in indices], [self.labels[i] for i in indices],
+                       self.pad_token_id, None if self.texts is None else [self.texts[i] for i in indices])
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The examples ``indices`` padded into tensors by :class:`DynamicPaddingCollator`."""
+        collate = DynamicPaddingCollator(pad_token_id=self.pad_token_id)
+        return collate([{"input_ids": self.input_ids[i], "labels": self.labels[i]} for i in indices])
+
+    @classmethod
+    def from_dataset(cls, ds, tokenizer, max_length: int, limit: int | None = None) -> "Encoded":
+        """:func:`encode_dataset` a ``datasets.Dataset`` with ``text`` and ``label`` columns (the
+        first ``limit`` rows) and keep the ids, labels and texts."""
+        if limit is not None:
+            ds = ds.select(range(min(limit, len(ds))))
+        enc = encode_dataset(ds, tokenizer, max_length, keep_text=True)
+        pad = tokenizer.pad_token_id
+        return cls([list(x) for x in enc["input_ids"]], list(enc["labels"]), int(pad if pad is not None else 0),
+                   list(enc["text"]))
+
+
+def encode(texts: Sequence[str], labels: Sequence[int], tokenizer, max_length: int,
+           num_labels: int | None = None) -> Encoded:
+    """:class:`Encoded` from parallel lists of texts and integer labels (truncated to
+    ``max_length`` tokens, no padding); ``num_labels`` defaults to ``max(labels) + 1``."""
+    from datasets import Dataset
+
+    texts, labels = list(texts), list(labels)
+    if len(texts) != len(labels):
+        raise ValueError(f"texts ({len(texts)}) and labels ({len(labels)}) differ in length")
+    if not texts:
+        raise ValueError("cannot encode an empty set of texts")
+    for i, y in enumerate(labels):
+        if isinstance(y, bool) or not isinstance(y, int) or y < 0:
+            raise ValueError(f"label #{i} is {y!r}, expected an int >= 0")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"text #{i} is {type(t).__name__}, expected str")
+    ds = Dataset.from_dict({"text": texts, "label": labels})
+    enc = encode_dataset(ds, tokenizer, max_length, num_labels=num_labels or max(labels) + 1)
+    pad = tokenizer.pad_token_id
+    return Encoded([list(x) for x in enc["input_ids"]], list(enc["labels"]), int(pad if pad is not None else 0),
+                   texts)
 
 
 class LengthBucketSampler(torch.utils.data.Sampler):

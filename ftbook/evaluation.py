@@ -10,7 +10,7 @@ Taught in chapter 11 (``chapters/11_evaluation.ipynb``, "模型评估与调参")
   confidence of 0.9 mean right 90 % of the time?
 * :func:`most_confident_mistakes` — the error-analysis table on real examples.
 * :func:`lr_warmup_search` / :func:`plot_search` — a small, cached grid search over learning
-  rate x warm-up with :func:`ftbook.finetune.train`.
+  rate x warm-up with :func:`ftbook.training.train`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import Profile, get_profile
+from .data import Encoded
 
 # --------------------------------------------------------------------------- input checks
 
@@ -273,7 +274,7 @@ def checkpoint_predictions(checkpoint: str | Path, track: str = "english", split
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from . import finetune, resources
+    from . import finetune, resources, training  # noqa: F401 (finetune registers its sizes)
 
     prof = get_profile(profile)
     ds = resources.english_news(prof) if track == "english" else resources.chinese_reviews(prof)
@@ -282,9 +283,9 @@ def checkpoint_predictions(checkpoint: str | Path, track: str = "english", split
     tok = resources.from_pretrained(AutoTokenizer, str(checkpoint))
     model = resources.quiet_load(lambda: resources.from_pretrained(AutoModelForSequenceClassification,
                                                                     str(checkpoint)))
-    data = finetune.encode_dataset(ds[split], tok, max_length or prof.sizes("finetune").max_length)
+    data = Encoded.from_dataset(ds[split], tok, max_length or prof.sizes("finetune").max_length)
     with torch.no_grad():
-        logits = finetune.predict_logits(model, data, prof.sizes("finetune").eval_batch_size)
+        logits = training.predict_logits(model, data, prof.sizes("finetune").eval_batch_size)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return {"logits": logits.numpy(), "labels": list(data.labels), "texts": list(ds[split]["text"]),
             "label_names": names}
@@ -296,15 +297,15 @@ def checkpoint_predictions(checkpoint: str | Path, track: str = "english", split
 def _search_run(prof: Profile, config, max_length: int, eval_samples: int, eval_batch_size: int,
                 seed: int) -> dict:
     """One grid point: fine-tune from the pretrained weights with ``config``, score on validation."""
-    from . import finetune
+    from . import finetune, training
     from .environment import set_seed
 
     set_seed(seed)
     model, tok, ds = finetune.load_track("english", prof)
-    train = finetune.encode_dataset(ds["train"], tok, max_length)
-    val = finetune.encode_dataset(ds["validation"], tok, max_length, limit=eval_samples)
-    res = finetune.train(model, train, None, config)
-    metrics = finetune.evaluate(model, val, eval_batch_size)
+    train = Encoded.from_dataset(ds["train"], tok, max_length)
+    val = Encoded.from_dataset(ds["validation"], tok, max_length, limit=eval_samples)
+    res = training.train(model, train, None, config)
+    metrics = training.evaluate(model, val, eval_batch_size)
     return {"lr": config.lr, "warmup_ratio": config.warmup_ratio, "val_accuracy": metrics["accuracy"],
             "val_loss": metrics["loss"], "seconds": round(res.seconds, 2)}
 
@@ -334,18 +335,18 @@ def lr_warmup_search(profile: str | Profile | None = None, workers: int | None =
     runs are independent: :func:`ftbook.workers.run_all` trains them side by side, one thread each
     (``workers=None``: up to 2 processes; the numbers do not depend on ``workers``).
     """
-    import transformers
+    import sys
 
-    from . import finetune, resources  # finetune registers the "finetune" sizes
-    from .checkpoints import cached
+    from . import data, finetune, optim, training  # finetune registers the "finetune" sizes
+    from .checkpoints import cached, fingerprint
+    from .models import source_fingerprint
 
     prof = get_profile(profile)
     s = prof.sizes("finetune")
-    fp = {"profile": prof.name, "lrs": list(s.search_lrs), "warmups": list(s.search_warmups),
-          "steps": s.search_steps, "max_length": s.search_max_length, "eval": s.search_eval_samples,
-          "batch": s.batch_size, "seed": s.seed, "base": resources.source_fingerprint(
-              finetune.base_model_path("english", prof)),
-          "transformers": transformers.__version__, "version": 2, "threads": 1}
+    fp = fingerprint(sys.modules[__name__], finetune, training, optim, data, profile=prof.name,
+                     lrs=list(s.search_lrs), warmups=list(s.search_warmups), steps=s.search_steps,
+                     max_length=s.search_max_length, eval=s.search_eval_samples, batch=s.batch_size,
+                     seed=s.seed, base=source_fingerprint(finetune.base_model_path("english", prof)), threads=1)
     folder = cached(f"finetune-search-{prof.name}", lambda tmp: _search_build(prof, tmp, workers), fp)
     return json.loads((folder / "search.json").read_text(encoding="utf-8"))
 

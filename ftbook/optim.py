@@ -6,10 +6,15 @@ Taught in chapter 5 (``chapters/05_optimization.ipynb``, 梯度下降优化).
   (decoupled weight decay) are ``torch.optim.Optimizer`` subclasses with the constructor
   arguments of their ``torch.optim`` twins, and follow the same arithmetic in the same order,
   so their trajectories equal PyTorch's (``tests/test_optim.py`` checks 100 steps on a BERT).
-* :func:`linear_schedule_with_warmup` / :func:`cosine_schedule_with_warmup` are the learning-rate
-  multipliers of one step; :func:`get_linear_schedule_with_warmup` /
-  :func:`get_cosine_schedule_with_warmup` wrap them in a ``LambdaLR``, equal at every step to the
-  ``transformers`` functions of the same names.
+* :func:`linear_schedule_with_warmup`, :func:`cosine_schedule_with_warmup`,
+  :func:`constant_schedule_with_warmup` and :func:`constant_schedule` are the learning-rate
+  multipliers of one step; :func:`get_scheduler` (and :func:`get_linear_schedule_with_warmup` /
+  :func:`get_cosine_schedule_with_warmup`) wrap them in a ``LambdaLR``, equal at every step to
+  ``transformers.get_scheduler`` with the same name. Step 0 of a warm-up runs at learning rate 0.
+  These are the only schedules of the book: every training loop (chapters 7, 9, 10, 13, 14)
+  builds its scheduler with :func:`get_scheduler`.
+* :func:`param_groups` is the one weight-decay rule of the book (chapter 10 explains it): decay
+  the weight matrices and embeddings, never biases or the gains/shifts of normalisation layers.
 
 Not offered (PyTorch options that change no arithmetic here): ``foreach``, ``fused``,
 ``capturable``, ``differentiable``; sparse gradients raise an error.
@@ -34,6 +39,10 @@ __all__ = [
     "cosine_schedule_with_warmup",
     "get_linear_schedule_with_warmup",
     "get_cosine_schedule_with_warmup",
+    "constant_schedule_with_warmup",
+    "constant_schedule",
+    "get_scheduler",
+    "param_groups",
     "SCHEDULES",
 ]
 
@@ -237,7 +246,68 @@ def get_cosine_schedule_with_warmup(optimizer, num_warmup_steps: int, num_traini
     return LambdaLR(optimizer, fn, last_epoch)
 
 
+def constant_schedule_with_warmup(current_step: int, *, num_warmup_steps: int, num_training_steps: int) -> float:
+    """Multiplier: ``0 -> 1`` linearly during warm-up, then ``1`` (``num_training_steps`` unused)."""
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    return 1.0
+
+
+def constant_schedule(current_step: int, *, num_warmup_steps: int, num_training_steps: int) -> float:
+    """Multiplier ``1`` at every step (``num_warmup_steps`` must be 0)."""
+    return 1.0
+
+
 SCHEDULES = {
     "linear": linear_schedule_with_warmup,
     "cosine": cosine_schedule_with_warmup,
+    "constant_with_warmup": constant_schedule_with_warmup,
+    "constant": constant_schedule,
 }
+
+
+def get_scheduler(name: str, optimizer, num_warmup_steps: int = 0, num_training_steps: int = 1,
+                  last_epoch: int = -1) -> LambdaLR:
+    """``LambdaLR`` for the schedule ``name`` (a key of :data:`SCHEDULES`), as
+    ``transformers.get_scheduler(name, optimizer, num_warmup_steps, num_training_steps)``."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
+    _check_schedule(num_warmup_steps, num_training_steps)
+    if name == "constant" and num_warmup_steps:
+        raise ValueError(f"schedule 'constant' has no warm-up; got num_warmup_steps={num_warmup_steps} "
+                         "(use 'constant_with_warmup')")
+    fn = partial(SCHEDULES[name], num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps)
+    return LambdaLR(optimizer, fn, last_epoch)
+
+
+# ---------------------------------------------------------------- parameter groups
+
+
+def _is_norm(module: torch.nn.Module) -> bool:
+    """A normalisation layer: torch's (LayerNorm, RMSNorm, BatchNorm, GroupNorm, ...) or any class
+    named ``...Norm`` (ftbook.norms, transformers' ``LlamaRMSNorm``, ``BertLayerNorm``)."""
+    norm_types = (torch.nn.LayerNorm, torch.nn.RMSNorm, torch.nn.GroupNorm,
+                  torch.nn.modules.batchnorm._NormBase)
+    return isinstance(module, norm_types) or "norm" in type(module).__name__.lower()
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
+    """AdamW parameter groups: decay the weight matrices and embeddings; not biases, and not the
+    parameters of normalisation layers (decaying a LayerNorm gain pulls it towards 0, shrinking
+    every feature; decaying a bias has no regularising sense). Decided by module type, as BERT's
+    recipe does. ``decay_norm_and_bias=True`` decays everything (one group, for comparison).
+    Frozen parameters (``requires_grad=False``) are left out."""
+    _check_number("weight_decay", weight_decay)
+    no_decay: set[int] = set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name == "bias" or _is_norm(module):
+                no_decay.add(id(p))
+    decay, rest = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (rest if id(p) in no_decay and not decay_norm_and_bias else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    return groups

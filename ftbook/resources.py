@@ -250,38 +250,6 @@ def minilm_path() -> Path:
     )
 
 
-def model_source(kind: str = "english", profile: str | Profile | None = None) -> str:
-    """Path or hub id of the pretrained model the profile uses for ``kind`` ('english'/'chinese').
-
-    The Chinese model of the ``tiny`` profile is pre-trained by the book itself: see
-    :func:`ftbook.pretrain.pretrained_chinese_bert`.
-    """
-    profile = get_profile(profile)
-    if kind not in ("english", "chinese"):
-        raise ValueError(f"kind must be 'english' or 'chinese', got {kind!r}")
-    name = profile.english_model if kind == "english" else profile.chinese_model
-    if name == "minilm":
-        return str(minilm_path())
-    if name == "ftbook-zh":
-        from . import pretrain  # built (or loaded from cache) by chapter 9's code
-
-        return str(pretrain.pretrained_chinese_bert(profile=profile))
-    return name
-
-
-def source_fingerprint(path: str) -> str:
-    """What identifies a base model in a cache fingerprint: the hash of its cache manifest (a model
-    ``ftbook`` built), else its weights' names and sizes (a packaged model), else the hub id."""
-    p = Path(path)
-    if (p / "MANIFEST.json").is_file():
-        from .checkpoints import sha256_file
-
-        return sha256_file(p / "MANIFEST.json")[:16]
-    if p.is_dir():
-        return ",".join(f"{f.name}:{f.stat().st_size}" for f in sorted(p.glob("*.safetensors")))
-    return path
-
-
 def from_pretrained(cls, name_or_path: str, **kwargs):
     """``cls.from_pretrained`` that turns hub/network failures into one clear error.
 

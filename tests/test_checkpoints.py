@@ -140,3 +140,34 @@ def test_two_processes_build_once(tmp_path):
     assert results[0] == results[1]
     assert counter.read_text().count("built") == 1
     ck.verify(results[0], FP)
+
+
+def test_fingerprint_changes_with_the_code_and_rebuilds(tmp_path, monkeypatch):
+    """Editing a module named in the fingerprint rebuilds the cached result (no stale cache)."""
+    import importlib
+
+    from ftbook.checkpoints import cached, fingerprint
+
+    (tmp_path / "recipe_mod.py").write_text("STEPS = 3\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("recipe_mod")
+    builds = []
+
+    def build(folder):
+        builds.append(1)
+        (folder / "out.txt").write_text("x")
+
+    first = fingerprint(module, sizes={"n": 1}, seed=0)
+    assert first["code"]["recipe_mod"] and first["versions"]["torch"]
+    cached("thing", build, first, root=tmp_path / "cache", log=lambda m: None)
+    cached("thing", build, fingerprint(module, sizes={"n": 1}, seed=0), root=tmp_path / "cache", log=lambda m: None)
+    assert len(builds) == 1
+    (tmp_path / "recipe_mod.py").write_text("STEPS = 4  # the recipe changed\n", encoding="utf-8")
+    second = fingerprint(module, sizes={"n": 1}, seed=0)
+    assert second["code"] != first["code"]
+    cached("thing", build, second, root=tmp_path / "cache", log=lambda m: None)
+    assert len(builds) == 2
+    with pytest.raises(TypeError, match="module objects"):
+        fingerprint("recipe_mod")
+    with pytest.raises(ValueError, match="filled in by fingerprint"):
+        fingerprint(module, code=1)

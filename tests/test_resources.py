@@ -3,7 +3,7 @@ import hashlib
 import pytest
 from datasets import ClassLabel, DatasetDict
 
-from ftbook import resources
+from ftbook import models, resources
 from ftbook.resources import ResourceUnavailableError
 
 
@@ -90,11 +90,11 @@ def test_corrupt_data_file_names_the_fix(tmp_path):
 
 
 def test_model_source_profiles():
-    assert resources.model_source("english", "full") == "bert-base-uncased"
-    assert resources.model_source("chinese", "full") == "bert-base-chinese"
-    assert resources.model_source("english", "tiny") == str(resources.minilm_path())
+    assert models.model_source("english", "full") == "bert-base-uncased"
+    assert models.model_source("chinese", "full") == "bert-base-chinese"
+    assert models.model_source("english", "tiny") == str(resources.minilm_path())
     with pytest.raises(ValueError, match="kind must be 'english' or 'chinese'"):
-        resources.model_source("french")
+        models.model_source("french")
 
 
 def test_full_profile_offline_gives_clear_error(monkeypatch):

@@ -41,7 +41,8 @@ def with_sizes(section: str, **changes) -> None:
 def chinese_finetune(group_by_length: bool) -> dict:
     from transformers import AutoTokenizer
 
-    from ftbook import finetune, resources
+    from ftbook import finetune, resources, training
+    from ftbook.data import Encoded
     from ftbook.config import get_profile
     from ftbook.data import padding_stats
 
@@ -49,11 +50,11 @@ def chinese_finetune(group_by_length: bool) -> dict:
     prof = get_profile("tiny")
     tokenizer = resources.from_pretrained(AutoTokenizer, finetune.base_model_path("chinese", prof))
     sizes = prof.sizes("finetune")
-    train = finetune.encode_dataset(resources.chinese_reviews(prof)["train"], tokenizer, sizes.max_length)
+    train = Encoded.from_dataset(resources.chinese_reviews(prof)["train"], tokenizer, sizes.max_length)
     config = finetune.track_config("chinese", prof, progress=False)
     lengths = [len(x) for x in train.input_ids]
     steps = config.max_steps
-    batches = finetune.epoch_batches(lengths, 0, config)[:steps]
+    batches = training.epoch_batches(lengths, 0, config)[:steps]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         finetune._build_finetuned("chinese", prof, Path(tmp))

@@ -18,6 +18,8 @@ import tempfile
 import torch
 
 from ftbook import finetune as F
+from ftbook import training
+from ftbook.data import Encoded
 from ftbook.config import get_profile
 from ftbook.environment import set_seed
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or s.compare_steps
     max_length = args.max_length or s.max_length
     _, tokenizer, ds = F.load_track("english", prof)
-    train = F.encode_dataset(ds["train"], tokenizer, max_length)
+    train = Encoded.from_dataset(ds["train"], tokenizer, max_length)
     cfg = F.track_config("english", prof, max_steps=steps, eval_every=None, patience=None, progress=False)
     speeds: dict[str, list[float]] = {"ftbook": [], "trainer": []}
     for r in range(args.rounds):
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             set_seed(s.seed)
             model, _, _ = F.load_track("english", prof)
             if engine == "ftbook":
-                res = F.train(model, train, None, cfg)
+                res = training.train(model, train, None, cfg)
                 speeds[engine].append(res.samples_per_second)
             else:
                 with tempfile.TemporaryDirectory() as tmp:

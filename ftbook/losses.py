@@ -81,19 +81,12 @@ def cross_entropy(
     * probabilities: ``l = -sum_c w[c] * q[c] * p[c]`` with ``q = (1 - eps) * target + eps / C``;
       ``"mean"`` divides by the number of elements ``N * d1 * ... * dk``.
     """
-    _check_float("input", input)
-    _check_reduction(reduction)
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
-    if input.dim() == 0:
-        raise ValueError("input must have a class dimension: shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
+    _check_ce_arguments(input, target, label_smoothing, reduction)
     unbatched = input.dim() == 1
     if unbatched:  # (C,) -> (1, C)
-        input = input.unsqueeze(0)
-        target = target.unsqueeze(0)
+        input, target = input.unsqueeze(0), target.unsqueeze(0)
     n_classes = input.shape[1]
+    w_b = None
     if weight is not None:
         _check_float("weight", weight)
         if weight.shape != (n_classes,):
@@ -103,37 +96,59 @@ def cross_entropy(
         # broadcast over (N, C, d1, ...): (1, C, 1, ..., 1)
         w_b = weight.reshape(1, n_classes, *([1] * (input.dim() - 2))).to(input.dtype)
     logp = log_softmax(input, dim=1)  # (N, C, d1, ...)
-
     if target.is_floating_point():  # class probabilities
-        if target.shape != input.shape:
-            raise ValueError(
-                f"probability targets must have the shape of input {tuple(input.shape)}, "
-                f"got {tuple(target.shape)} (class-index targets must be an integer tensor)"
-            )
-        q = target.to(input.dtype)
-        if label_smoothing > 0:
-            q = q * (1.0 - label_smoothing) + label_smoothing / n_classes
-        terms = q * logp
-        if weight is not None:
-            terms = terms * w_b
-        loss = -terms.sum(dim=1)  # (N, d1, ...)
-        if reduction == "none":
-            return loss.squeeze(0) if unbatched else loss
-        if reduction == "sum":
-            return loss.sum()
-        return loss.sum() / loss.numel()
+        loss, denominator = _ce_probabilities(logp, target, w_b, label_smoothing)
+    else:
+        loss, denominator = _ce_indices(logp, target, weight, w_b, ignore_index, label_smoothing)
+    if reduction == "none":
+        return loss.squeeze(0) if unbatched else loss
+    if reduction == "sum":
+        return loss.sum()
+    # mean: over the elements (probabilities) or the weights of the non-ignored elements (indices;
+    # nan when all are ignored, as in torch)
+    return loss.sum() / denominator
 
+
+def _check_ce_arguments(input, target, label_smoothing, reduction) -> None:
+    _check_float("input", input)
+    _check_reduction(reduction)
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+    if input.dim() == 0:
+        raise ValueError("input must have a class dimension: shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
+
+
+def _ce_probabilities(logp, target, w_b, label_smoothing):
+    """Per-element loss ``-sum_c w[c] q[c] p[c]`` for probability targets, and the mean's divisor."""
+    if target.shape != logp.shape:
+        raise ValueError(
+            f"probability targets must have the shape of input {tuple(logp.shape)}, "
+            f"got {tuple(target.shape)} (class-index targets must be an integer tensor)"
+        )
+    q = target.to(logp.dtype)
+    if label_smoothing > 0:
+        q = q * (1.0 - label_smoothing) + label_smoothing / logp.shape[1]
+    terms = q * logp if w_b is None else q * logp * w_b
+    loss = -terms.sum(dim=1)  # (N, d1, ...)
+    return loss, loss.numel()
+
+
+def _ce_indices(logp, target, weight, w_b, ignore_index, label_smoothing):
+    """Per-element loss for class-index targets (0 where ignored), and the mean's divisor (the
+    summed weights of the non-ignored elements)."""
+    n_classes = logp.shape[1]
     if target.dtype == torch.bool or target.is_complex():
         raise TypeError(f"class-index targets must be an integer tensor, got dtype {target.dtype}")
-    expected = (input.shape[0], *input.shape[2:])
+    expected = (logp.shape[0], *logp.shape[2:])
     if tuple(target.shape) != expected:
         raise ValueError(
-            f"class-index target must have shape {expected} for input of shape {tuple(input.shape)}, "
+            f"class-index target must have shape {expected} for input of shape {tuple(logp.shape)}, "
             f"got {tuple(target.shape)}"
         )
     target = target.long()
-    ignored = target == ignore_index
-    valid = ~ignored
+    valid = target != ignore_index
     bad = valid & ((target < 0) | (target >= n_classes))
     if bad.any():
         value = int(target[bad].flatten()[0])
@@ -143,21 +158,15 @@ def cross_entropy(
         )
     safe = torch.where(valid, target, torch.zeros_like(target))  # ignored -> class 0, masked below
     logp_y = logp.gather(1, safe.unsqueeze(1)).squeeze(1)  # (N, d1, ...)
-    w_y = weight.to(input.dtype)[safe] if weight is not None else torch.ones_like(logp_y)
-    zero = torch.zeros((), dtype=input.dtype, device=input.device)
+    w_y = weight.to(logp.dtype)[safe] if weight is not None else torch.ones_like(logp_y)
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
     w_y = torch.where(valid, w_y, zero)
     nll = torch.where(valid, -w_y * logp_y, zero)
-    loss = nll
-    if label_smoothing > 0:
-        smooth = -(logp * w_b).sum(dim=1) if weight is not None else -logp.sum(dim=1)
-        smooth = torch.where(valid, smooth, zero)
-        loss = (1.0 - label_smoothing) * nll + (label_smoothing / n_classes) * smooth
-    if reduction == "none":
-        return loss.squeeze(0) if unbatched else loss
-    if reduction == "sum":
-        return loss.sum()
-    # mean: weighted average over the non-ignored elements (nan when all are ignored, as in torch)
-    return loss.sum() / w_y.sum()
+    if label_smoothing == 0:
+        return nll, w_y.sum()
+    smooth = -(logp * w_b).sum(dim=1) if w_b is not None else -logp.sum(dim=1)
+    smooth = torch.where(valid, smooth, zero)
+    return (1.0 - label_smoothing) * nll + (label_smoothing / n_classes) * smooth, w_y.sum()
 
 
 def binary_cross_entropy_with_logits(

@@ -1,6 +1,7 @@
 """Each chapter-10 checker accepts the right answer and rejects a wrong one."""
 
 import pytest
+import torch
 
 from ftbook.exercises import check, ch10
 
@@ -29,6 +30,25 @@ def test_q3(capsys):
 
 
 def test_q1_value_comes_from_the_schedule():
-    from ftbook.finetune import lr_lambda
+    from transformers import get_linear_schedule_with_warmup
 
-    assert 1e-4 * lr_lambda(55, 10, 100) == pytest.approx(5e-5)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    sched = get_linear_schedule_with_warmup(opt, 10, 100)
+    for _ in range(55):
+        opt.step(), sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(5e-5)  # the library agrees with the answer
+    assert check("ch10.q1", sched.get_last_lr()[0], quiet=True)
+
+
+def test_q2_answer_is_what_param_groups_decides():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from ftbook.exercises import ch10
+    from ftbook.optim import param_groups
+
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=16))
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay = {names[id(p)] for p in param_groups(model, 0.01)[1]["params"]}
+    expected = set(ch10.Q2_NAMES) & no_decay
+    assert expected and check("ch10.q2", expected, quiet=True)

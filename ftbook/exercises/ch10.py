@@ -1,9 +1,9 @@
 """Checkers for the exercises of chapter 10 (``chapters/10_finetuning.ipynb``).
 
 * ``ch10.q1``: peak lr 1e-4, 10 warm-up steps, 100 steps in all, linear decay: the learning rate
-  at step 55 (counting from 0). Expected ``5e-05`` (computed with :func:`ftbook.finetune.lr_lambda`).
+  at step 55 (counting from 0). Expected ``5e-05`` (computed with :func:`ftbook.optim.linear_schedule_with_warmup`).
 * ``ch10.q2``: which of the given parameter names get no weight decay? Expected the set of names
-  ending in ``bias`` or containing ``LayerNorm`` (as :func:`ftbook.finetune.param_groups` does).
+  ending in ``bias`` or belonging to a ``LayerNorm`` (as :func:`ftbook.optim.param_groups` decides by module type).
 * ``ch10.q3``: global batch 64, 2 processes, 8 examples per process per forward pass: how many
   gradient-accumulation steps? Expected ``4``.
 """
@@ -39,10 +39,11 @@ def _number(answer, what: str) -> float:
 @exercise("ch10.q1")
 def _q1(answer) -> None:
     """峰值学习率 1e-4，预热 10 步，共 100 步，之后线性衰减到 0：第 55 步（从 0 数起）的学习率是多少？"""
-    from ..finetune import lr_lambda
+    from ..optim import linear_schedule_with_warmup
 
     value = _number(answer, "学习率")
-    expected = Q1["lr"] * lr_lambda(Q1["step"], Q1["warmup_steps"], Q1["total_steps"])
+    expected = Q1["lr"] * linear_schedule_with_warmup(Q1["step"], num_warmup_steps=Q1["warmup_steps"],
+                                                      num_training_steps=Q1["total_steps"])
     if math.isclose(value, expected, rel_tol=1e-6):
         return
     if math.isclose(value, Q1["lr"], rel_tol=1e-6):

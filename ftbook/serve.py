@@ -11,6 +11,11 @@ Taught in chapter 12 (``chapters/12_deployment.ipynb``, 模型部署).
   OpenAPI docs at ``/docs``. Bad input always gets a 4xx with a message that says what was wrong
   and what was expected, never a 500: malformed JSON, wrong types, empty list, empty strings,
   too many texts, texts over the length limit, bodies over the size limit.
+* Bounded queue: at most ``max_concurrency`` ``/predict`` requests are in flight or waiting for
+  the model (one forward pass runs at a time); the next one gets 503 with a JSON message and a
+  ``Retry-After`` header at once instead of queueing without end. The app enforces this itself
+  (:class:`ConcurrencyLimitMiddleware`, under any ASGI server); uvicorn's ``limit_concurrency``
+  also caps the open connections at ``max_concurrency + CONNECTION_HEADROOM``.
 * ``python -m ftbook serve CHECKPOINT --host 127.0.0.1 --port 8000`` runs it with uvicorn.
 """
 
@@ -30,13 +35,17 @@ from .config import register_sizes
 register_sizes(
     "serve",
     # Limits of the API and sizes of the load benchmark.
+    # max_concurrency: /predict requests in flight or waiting (twice the benchmark's clients).
     tiny=dict(max_batch=32, max_length=128, max_texts=64, max_chars=2000, max_body_bytes=1_000_000,
-              bench_requests=96, bench_concurrency=8, bench_batch=8),
+              max_concurrency=16, bench_requests=96, bench_concurrency=8, bench_batch=8),
     full=dict(max_batch=64, max_length=256, max_texts=128, max_chars=5000, max_body_bytes=4_000_000,
-              bench_requests=1000, bench_concurrency=16, bench_batch=16),
+              max_concurrency=32, bench_requests=1000, bench_concurrency=16, bench_batch=16),
 )
 
 UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# uvicorn's limit_concurrency = max_concurrency + this: room for /health, /docs and idle
+# keep-alive connections; past it uvicorn itself answers 503 (plain text) to new connections.
+CONNECTION_HEADROOM = 16
 
 
 class CheckpointError(ValueError):
@@ -218,6 +227,83 @@ class BodyLimitMiddleware:
         return await self.app(scope, replay, send)
 
 
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class ConcurrencyLimitMiddleware:
+    """ASGI middleware: at most ``max_concurrency`` requests to ``paths`` in flight or waiting.
+
+    A request past the limit gets 503 at once, with ``Retry-After: retry_after`` and a JSON body
+    ``{"detail": ..., "error": ...}`` (the same message under FastAPI's key and this API's) saying
+    how many requests are in flight. The slot is freed just before the last response byte is sent,
+    so a client that has read its answer always finds its slot free again. Works under any ASGI
+    server (uvicorn, a test client), independently of uvicorn's ``limit_concurrency``.
+    """
+
+    def __init__(self, app, max_concurrency: int, paths: Sequence[str] = ("/predict",),
+                 retry_after: int = 1):
+        _check_positive_int("max_concurrency", max_concurrency)
+        _check_positive_int("retry_after", retry_after)
+        if isinstance(paths, str) or not paths:
+            raise ValueError(f"paths must be a non-empty list of paths, got {paths!r}")
+        self.app, self.max_concurrency = app, max_concurrency
+        self.paths, self.retry_after = frozenset(paths), retry_after
+        self._active = 0
+        self._lock = threading.Lock()  # a test client may run requests on several event loops
+
+    @property
+    def in_flight(self) -> int:
+        """Requests to ``paths`` admitted and not yet answered."""
+        return self._active
+
+    def _acquire(self) -> bool:
+        """Take a slot; False when all are taken."""
+        with self._lock:
+            if self._active >= self.max_concurrency:
+                return False
+            self._active += 1
+            return True
+
+    def _release(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    async def _refuse(self, send) -> None:
+        message = (f"server busy: {self._active} prediction requests are in flight or waiting for the "
+                   f"model (the limit is {self.max_concurrency}); retry in {self.retry_after} s")
+        body = json.dumps({"detail": message, "error": message}).encode()
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", str(self.retry_after).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") not in self.paths:
+            return await self.app(scope, receive, send)
+        if not self._acquire():
+            return await self._refuse(send)
+        released = False
+
+        def release_once() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._release()
+
+        async def send_and_release(message):
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release_once()  # before the client can see the end of the answer
+            await send(message)
+
+        try:
+            return await self.app(scope, receive, send_and_release)
+        finally:
+            release_once()
+
+
 def _describe_validation_error(err: dict) -> str:
     loc = [str(x) for x in err.get("loc", ()) if x != "body"]
     where = ".".join(loc) if loc else "body"
@@ -231,31 +317,9 @@ def _describe_validation_error(err: dict) -> str:
     return f"{where}: {err.get('msg', 'invalid')}"
 
 
-def create_app(checkpoint_dir: str | os.PathLike | None = None, *, classifier: Classifier | None = None,
-               max_texts: int = 64, max_chars: int = 2000, max_body_bytes: int = 1_000_000,
-               max_batch: int = 32, max_length: int = 128):
-    """The FastAPI app serving one classifier (from ``checkpoint_dir`` or a ready ``classifier``).
-
-    ``POST /predict`` ``{"texts": [...]}`` -> ``{"predictions": [{"label", "score",
-    "probabilities"}], "model": name}``; ``GET /health``; docs at ``/docs`` and ``/openapi.json``.
-    Limits: at most ``max_texts`` texts, each 1..``max_chars`` characters, bodies up to
-    ``max_body_bytes``; each text is then truncated to ``max_length`` tokens by the tokenizer.
-    """
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+def _api_models(max_texts: int, max_chars: int):
+    """The request and response models of ``POST /predict`` for these limits."""
     from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
-
-    if (checkpoint_dir is None) == (classifier is None):
-        raise ValueError("pass exactly one of checkpoint_dir or classifier")
-    for name, value in (("max_texts", max_texts), ("max_chars", max_chars),
-                        ("max_body_bytes", max_body_bytes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if classifier is None:
-        classifier = load_classifier(checkpoint_dir, max_batch=max_batch, max_length=max_length)
-    name = Path(checkpoint_dir).name if checkpoint_dir is not None else type(classifier.model).__name__
-    started = time.time()
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -286,6 +350,37 @@ def create_app(checkpoint_dir: str | os.PathLike | None = None, *, classifier: C
         predictions: list[Prediction]
         model: str
 
+    return PredictRequest, PredictResponse
+
+
+def create_app(checkpoint_dir: str | os.PathLike | None = None, *, classifier: Classifier | None = None,
+               max_texts: int = 64, max_chars: int = 2000, max_body_bytes: int = 1_000_000,
+               max_batch: int = 32, max_length: int = 128, max_concurrency: int = 16):
+    """The FastAPI app serving one classifier (from ``checkpoint_dir`` or a ready ``classifier``).
+
+    ``POST /predict`` ``{"texts": [...]}`` -> ``{"predictions": [{"label", "score",
+    "probabilities"}], "model": name}``; ``GET /health``; docs at ``/docs`` and ``/openapi.json``.
+    Limits: at most ``max_texts`` texts, each 1..``max_chars`` characters, bodies up to
+    ``max_body_bytes``; each text is then truncated to ``max_length`` tokens by the tokenizer.
+    At most ``max_concurrency`` predictions in flight or waiting; past that, 503 at once
+    (:class:`ConcurrencyLimitMiddleware`).
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    if (checkpoint_dir is None) == (classifier is None):
+        raise ValueError("pass exactly one of checkpoint_dir or classifier")
+    for name, value in (("max_texts", max_texts), ("max_chars", max_chars),
+                        ("max_body_bytes", max_body_bytes), ("max_concurrency", max_concurrency)):
+        _check_positive_int(name, value)
+    if classifier is None:
+        classifier = load_classifier(checkpoint_dir, max_batch=max_batch, max_length=max_length)
+    name = Path(checkpoint_dir).name if checkpoint_dir is not None else type(classifier.model).__name__
+    started = time.time()
+
+    PredictRequest, PredictResponse = _api_models(max_texts, max_chars)
+
     app = FastAPI(
         title="ftbook classifier",
         description="A fine-tuned BERT text classifier (chapter 12 of the book). "
@@ -309,7 +404,7 @@ def create_app(checkpoint_dir: str | os.PathLike | None = None, *, classifier: C
         """Liveness and what is loaded."""
         return {"status": "ok", "model": name, "labels": classifier.labels,
                 "max_texts": max_texts, "max_chars": max_chars, "max_length": classifier.max_length,
-                "uptime_s": round(time.time() - started, 1)}
+                "max_concurrency": max_concurrency, "uptime_s": round(time.time() - started, 1)}
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(request: PredictRequest) -> dict:
@@ -317,6 +412,9 @@ def create_app(checkpoint_dir: str | os.PathLike | None = None, *, classifier: C
         return {"predictions": classifier.predict(request.texts), "model": name}
 
     app.state.classifier = classifier
+    # The last added runs first: the body limit reads (at most max_body_bytes of) the body, then
+    # the concurrency limit admits or refuses; a refused request's body is thus never left unread.
+    app.add_middleware(ConcurrencyLimitMiddleware, max_concurrency=max_concurrency)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     return app
 
@@ -336,10 +434,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=sizes.max_batch)
     ap.add_argument("--max-length", type=int, default=sizes.max_length)
     ap.add_argument("--max-body-bytes", type=int, default=sizes.max_body_bytes)
+    ap.add_argument("--max-concurrency", type=int, default=sizes.max_concurrency,
+                    help="predict requests in flight or waiting; more get 503 (default %(default)s)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = ap.parse_args(argv)
     if not 0 < args.port < 65536:
         ap.error(f"--port must be 1..65535, got {args.port}")
+    if args.max_concurrency < 1:
+        ap.error(f"--max-concurrency must be a positive int, got {args.max_concurrency}")
     import torch
     import uvicorn
 
@@ -348,11 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = create_app(args.checkpoint, max_texts=args.max_texts, max_chars=args.max_chars,
                          max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
-                         max_length=args.max_length)
-    except (CheckpointError, TypeError) as exc:
+                         max_length=args.max_length, max_concurrency=args.max_concurrency)
+    except (CheckpointError, TypeError, ValueError) as exc:
         print(f"error: {exc}", flush=True)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                limit_concurrency=args.max_concurrency + CONNECTION_HEADROOM)
     return 0
 
 

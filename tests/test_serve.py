@@ -6,7 +6,12 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -293,3 +298,147 @@ def test_running_server_and_load_test(ckpt):
 def test_percentile():
     assert serve._percentile([1, 2, 3, 4, 5], 50) == 3
     assert serve._percentile([0, 10], 95) == pytest.approx(9.5)
+
+
+# ---- bounded queue: at most max_concurrency predictions in flight or waiting -----------------
+
+class BlockingClassifier:
+    """A stand-in *model* whose predict blocks until ``release`` is set; the limit under test is
+    the app's real ConcurrencyLimitMiddleware. Counts the calls that reached the model."""
+
+    def __init__(self):
+        self.labels, self.max_length, self.model = LABELS, 32, object()
+        self.release = threading.Event()
+        self.entered = 0
+        self._cond = threading.Condition()
+
+    def predict(self, texts):
+        with self._cond:
+            self.entered += 1
+            self._cond.notify_all()
+        if not self.release.wait(timeout=120):
+            raise TimeoutError("the test never released the model")
+        return [{"label": LABELS[0], "score": 1.0, "probabilities": {l: float(l == LABELS[0]) for l in LABELS}}
+                for _ in texts]
+
+    def wait_entered(self, n: int, timeout: float = 60) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.entered >= n, timeout=timeout)
+
+
+@contextmanager
+def uvicorn_in_thread(app):
+    """A real uvicorn server on a loopback port in a thread, *without* limit_concurrency: what
+    is bounded here is bounded by the app itself."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextmanager
+def http_client(app, kind: str):
+    import httpx
+    from fastapi.testclient import TestClient
+
+    if kind == "uvicorn":
+        with uvicorn_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+            yield client
+    else:
+        with TestClient(app) as client:
+            yield client
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "testclient"])
+def test_requests_past_max_concurrency_get_503_at_once(kind):
+    limit, extra = 2, 3
+    model = BlockingClassifier()
+    app = serve.create_app(classifier=model, max_concurrency=limit)
+    with http_client(app, kind) as client, ThreadPoolExecutor(limit + extra) as pool:
+        try:
+            futures = [pool.submit(client.post, "/predict", json={"texts": ["x"]})
+                       for _ in range(limit + extra)]
+            # The admitted ones block inside the model until release, so the first `extra`
+            # answers can only be refusals; a missing limit shows up as a timeout here.
+            try:
+                first = [f.result() for f in islice(as_completed(futures, timeout=60), extra)]
+            except FuturesTimeout:
+                pytest.fail(f"no 503 within 60 s: {model.entered} requests reached the model (limit {limit})")
+            assert [r.status_code for r in first] == [503] * extra, [r.text for r in first]
+            for r in first:
+                assert r.headers["retry-after"] == "1"
+                detail = r.json()["detail"]
+                assert "server busy" in detail and f"{limit} prediction requests" in detail
+                assert "retry" in detail
+            assert model.wait_entered(limit) and model.entered == limit
+            assert client.get("/health").status_code == 200  # other paths are not queued
+        finally:
+            model.release.set()
+        answers = [f.result(timeout=60) for f in futures]
+        rest = [r for r in answers if r not in first]
+        assert [r.status_code for r in rest] == [200] * limit
+        assert rest[0].json()["predictions"][0]["label"] == LABELS[0]
+        again = client.post("/predict", json={"texts": ["y", "z"]})  # slots are free again
+        assert again.status_code == 200 and len(again.json()["predictions"]) == 2
+        assert model.entered == limit + 1
+
+
+def test_slot_is_freed_when_the_model_fails():
+    class Failing(BlockingClassifier):
+        def predict(self, texts):
+            raise RuntimeError("boom")
+
+    from fastapi.testclient import TestClient
+
+    client = TestClient(serve.create_app(classifier=Failing(), max_concurrency=1),
+                        raise_server_exceptions=False)
+    for _ in range(3):  # with a leaked slot the second one would get 503
+        assert client.post("/predict", json={"texts": ["x"]}).status_code == 500
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "4"])
+def test_max_concurrency_must_be_positive(bad):
+    model = BlockingClassifier()
+    with pytest.raises(ValueError, match="max_concurrency must be a positive int"):
+        serve.create_app(classifier=model, max_concurrency=bad)
+    with pytest.raises(ValueError, match="max_concurrency must be a positive int"):
+        serve.ConcurrencyLimitMiddleware(app=None, max_concurrency=bad)
+
+
+def test_cli_passes_the_limit_to_the_app_and_uvicorn(monkeypatch, tmp_path, capsys):
+    import uvicorn
+
+    from ftbook.config import get_profile
+
+    calls = {}
+
+    def fake_create_app(*args, **kwargs):
+        calls["app"] = (args, kwargs)
+        return "APP"
+
+    monkeypatch.setattr(serve, "create_app", fake_create_app)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.update(run=(app, kwargs)))
+    assert serve.main([str(tmp_path), "--port", "8123", "--max-concurrency", "3"]) == 0
+    assert calls["app"][1]["max_concurrency"] == 3
+    app, kw = calls["run"]
+    assert app == "APP" and kw["limit_concurrency"] == 3 + serve.CONNECTION_HEADROOM and kw["port"] == 8123
+    calls.clear()
+    assert serve.main([str(tmp_path), "--port", "8123"]) == 0
+    assert calls["app"][1]["max_concurrency"] == get_profile().sizes("serve").max_concurrency
+    for bad in ("0", "-2"):
+        with pytest.raises(SystemExit) as exc:
+            serve.main([str(tmp_path), "--max-concurrency", bad])
+        assert exc.value.code == 2
+        assert f"--max-concurrency must be a positive int, got {bad}" in capsys.readouterr().err

@@ -7,8 +7,13 @@ BERT's multi-head self-attention on :func:`scaled_dot_product_attention` and
 
 * :func:`scaled_dot_product_attention`: same arguments and semantics as
   :func:`torch.nn.functional.scaled_dot_product_attention` (boolean masks keep ``True`` positions,
-  float masks are added to the scores, ``is_causal``, ``scale``, ``enable_gqa``; a query whose
-  every key is masked with ``-inf`` gets a zero output, like PyTorch's CPU kernels).
+  float masks are added to the scores, ``is_causal``, ``scale``, ``enable_gqa``).
+  **Fully masked rows**: a query whose every key is masked (``False`` everywhere in a boolean
+  mask, or ``-inf`` everywhere in a float mask) gets zero weights, so a zero output, and zero
+  gradients, with no NaN anywhere, like PyTorch's CPU kernels of ``F.scaled_dot_product_attention``
+  (an explicit ``softmax`` would give 0/0 = NaN there, and the NaN would spread through the
+  gradient of the keys to every other row). A float mask with a *finite* fill (BERT's
+  ``torch.finfo(dtype).min``) is not "fully masked": such a row gets uniform weights.
 * :func:`attention_weights`: the softmax probabilities alone (what BERT returns as ``attentions``).
 * :func:`key_padding_mask`: a ``(batch, seq)`` 1/0 ``attention_mask`` -> an additive mask
   ``(batch, 1, 1, seq)`` that hides padded **keys** from every query.
@@ -82,7 +87,11 @@ def attention_weights(
     scale: float | None = None,
     enable_gqa: bool = False,
 ) -> torch.Tensor:
-    r"""``softmax(q k^T * scale + mask)``: shape ``(..., L, S)``; rows fully masked with -inf are 0."""
+    r"""``softmax(q k^T * scale + mask)``: shape ``(..., L, S)``.
+
+    A row whose every score is ``-inf`` (all keys masked) is all zeros, and passes zero gradient
+    back (see the module docstring): the same as PyTorch's ``F.scaled_dot_product_attention``.
+    """
     _check_qkv(query, key, key, enable_gqa)
     L, S = query.size(-2), key.size(-2)
     scale_factor = 1.0 / math.sqrt(query.size(-1)) if scale is None else float(scale)
@@ -115,9 +124,11 @@ def attention_weights(
             scores = scores.masked_fill(~attn_mask, float("-inf"))
         else:
             scores = scores + attn_mask
-    weights = torch.softmax(scores, dim=-1)
-    # A row whose every score is -inf gives NaN; PyTorch returns zeros there, so do we.
-    dead = torch.isneginf(scores).all(dim=-1, keepdim=True)
+    # A row whose every score is -inf has no softmax (0/0 = NaN). PyTorch returns zero weights
+    # there, so do we; its scores are replaced by 0 *before* the softmax, so that no NaN enters
+    # the backward pass either (masking the NaN afterwards would still give NaN gradients).
+    dead = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (..., L, 1)
+    weights = torch.softmax(scores.masked_fill(dead, 0.0), dim=-1)  # (..., L, S)
     return weights.masked_fill(dead, 0.0)
 
 
@@ -136,6 +147,11 @@ def scaled_dot_product_attention(
     ``query`` ``(..., L, E)``, ``key`` ``(..., S, E)``, ``value`` ``(..., S, Ev)`` -> ``(..., L, Ev)``.
     Dropout (``dropout_p > 0``) is applied to the attention weights, always (like the twin, it does
     not look at a module's ``training`` flag: pass ``dropout_p=0.0`` at evaluation time).
+
+    Boolean ``attn_mask``: ``True`` = *attend* (SDPA's convention; ``nn.MultiheadAttention``'s
+    ``key_padding_mask`` is the opposite, ``True`` = ignore: pass ``~key_padding_mask``).
+    ``is_causal=True``: query ``i`` sees keys ``j <= i`` (:func:`causal_mask`, top-left aligned when
+    ``L != S``), for decoders. A query with every key masked gets a zero output and zero gradients.
     """
     if not isinstance(dropout_p, (int, float)) or isinstance(dropout_p, bool) or not 0.0 <= dropout_p <= 1.0:
         raise AttentionError(f"dropout_p must be a probability in [0, 1], got {dropout_p!r}")

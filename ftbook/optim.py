@@ -266,12 +266,16 @@ SCHEDULES = {
 }
 
 
-def get_scheduler(name: str, optimizer, num_warmup_steps: int = 0, num_training_steps: int = 1,
+def get_scheduler(name: str, optimizer, num_warmup_steps: int = 0, num_training_steps: int | None = None,
                   last_epoch: int = -1) -> LambdaLR:
     """``LambdaLR`` for the schedule ``name`` (a key of :data:`SCHEDULES`), as
     ``transformers.get_scheduler(name, optimizer, num_warmup_steps, num_training_steps)``."""
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
+    if num_training_steps is None:
+        if name != "constant":
+            raise ValueError(f"schedule {name!r} needs num_training_steps (the length of the run)")
+        num_training_steps = max(1, num_warmup_steps)
     _check_schedule(num_warmup_steps, num_training_steps)
     if name == "constant" and num_warmup_steps:
         raise ValueError(f"schedule 'constant' has no warm-up; got num_warmup_steps={num_warmup_steps} "

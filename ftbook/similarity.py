@@ -5,7 +5,7 @@ Taught in chapter 13 (``chapters/13_applications.ipynb``, "语义相似度与检
 all-MiniLM-L6-v2 was trained (contrastively, on a billion sentence pairs) so that the **mean of
 its token vectors**, L2-normalised, puts texts with similar meaning close together: cosine
 similarity is then a dot product. :func:`embed` is that recipe in plain ``transformers`` (its twin
-is ``sentence_transformers.SentenceTransformer.encode``, checked in ``tests/test_similarity.py``).
+is ``sentence_transformers.SentenceTransformer.encode``, checked in ``tests/test_tasks.py``).
 
 The retrieval task (:func:`headline_retrieval`): each BBC News test article is split into its
 headline (first line) and its body; for every headline, rank all bodies by cosine similarity.

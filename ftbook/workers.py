@@ -79,14 +79,34 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _healthy(executor) -> bool:
+    """False when the pool is broken or one of its processes has ended since the last call.
+
+    A worker killed while idle (e.g. for memory) is noticed by the executor's own thread some
+    time later; a task submitted before that would fail. A process's sentinel is ready as soon
+    as the process has ended, so looking at them is immediate.
+    """
+    from multiprocessing.connection import wait
+
+    if getattr(executor, "_broken", False):
+        return False
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # no public API
+    try:
+        return not wait([p.sentinel for p in processes], timeout=0)
+    except (OSError, ValueError):  # a handle already closed: the process is gone
+        return False
+
+
 def _executor(workers: int):
-    """The kept pool of ``workers`` spawn processes (a new one if the size changed)."""
+    """The kept pool of ``workers`` spawn processes (a new one if the size changed or a worker died)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    if _POOL.get("workers") == workers:
-        return _POOL["executor"]
-    shutdown_pool()
+    executor = _POOL.get("executor")
+    healthy = executor is not None and _healthy(executor)
+    if healthy and _POOL.get("workers") == workers:
+        return executor
+    shutdown_pool(kill=not healthy)  # a dead worker's pool: stop the others rather than wait
     _POOL["executor"] = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                             initializer=_ignore_interrupts)
     _POOL["workers"] = workers

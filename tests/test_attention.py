@@ -1,7 +1,5 @@
 """ftbook.attention against torch's scaled_dot_product_attention: values, grads, masks, errors."""
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,11 +35,12 @@ def _masks(L, S, dtype):
         torch.randn(L, S, generator=g, dtype=dtype),
         torch.randn(2, 1, L, S, generator=g, dtype=dtype),
         torch.zeros(2, 1, 1, S, dtype=dtype).masked_fill(torch.arange(S) >= S - 2, float("-inf")),
+        torch.tensor([[True] * S, [True] * (S - 3) + [False] * 3])[:, None, None, :],  # (2, 1, 1, S) padding
     ]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("mask_index", range(5))
+@pytest.mark.parametrize("mask_index", range(6))
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("scale", [None, 0.3])
 def test_sdpa_values_and_grads_match_torch(dtype, mask_index, is_causal, scale):
@@ -74,11 +73,88 @@ def test_sdpa_any_batch_shape(shapes):
     torch.testing.assert_close(scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
 
 
-def test_sdpa_gradcheck_float64():
-    q, k, v = (t.requires_grad_() for t in _qkv((1, 2, 3, 4), S=5, Ev=3, dtype=torch.float64))
-    mask = torch.randn(3, 5, dtype=torch.float64)
+def _gradcheck_cases():
+    """(name, attn_mask, is_causal, L, S) for float64 gradchecks of multi-head shaped inputs."""
+    pad = torch.tensor([[True] * 5, [True, True, True, False, False]])[:, None, None, :]  # (2, 1, 1, S)
+    dead_bool = torch.ones(4, 5, dtype=torch.bool)
+    dead_bool[1] = False  # query 1 sees no key at all
+    dead_add = torch.randn(4, 5, dtype=torch.float64).masked_fill(~dead_bool, float("-inf"))
+    return [
+        ("additive", torch.randn(4, 5, dtype=torch.float64), False, 4, 5),
+        ("bool padding", pad, False, 4, 5),
+        ("causal", None, True, 5, 5),
+        ("causal L < S", None, True, 3, 5),
+        ("fully masked row, bool", dead_bool, False, 4, 5),
+        ("fully masked row, -inf", dead_add, False, 4, 5),
+    ]
+
+
+@pytest.mark.parametrize("name,mask,is_causal,L,S", _gradcheck_cases(), ids=[c[0] for c in _gradcheck_cases()])
+def test_sdpa_gradcheck_float64(name, mask, is_causal, L, S):
+    q, k, v = (t.requires_grad_() for t in _qkv((2, 2, L, 4), S=S, Ev=3, dtype=torch.float64))
     assert torch.autograd.gradcheck(
-        lambda q, k, v: scaled_dot_product_attention(q, k, v, attn_mask=mask), (q, k, v))
+        lambda q, k, v: scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal), (q, k, v))
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float64])
+def test_fully_masked_row_is_zero_with_finite_grads_like_torch(mask_dtype):
+    """Documented behaviour: zero output and zero gradient for a query that sees no key; the
+    other rows keep their exact values and gradients (no NaN leaks through the keys)."""
+    keep = torch.ones(4, 5, dtype=torch.bool)
+    keep[2] = False  # query 2: every key masked
+    keep[0, 3:] = False
+    mask = keep if mask_dtype == torch.bool else torch.zeros(4, 5, dtype=torch.float64).masked_fill(~keep, float("-inf"))
+    q, k, v = _qkv((2, 3, 4, 8), S=5, Ev=6, dtype=torch.float64)
+    ins = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref = [t.clone().requires_grad_() for t in (q, k, v)]
+    ours = scaled_dot_product_attention(*ins, attn_mask=mask)
+    theirs = F.scaled_dot_product_attention(*ref, attn_mask=mask, dropout_p=0.0, is_causal=False)
+    torch.testing.assert_close(ours, theirs, **TOL[torch.float64])
+    assert torch.count_nonzero(ours[..., 2, :]) == 0 and torch.count_nonzero(ours[..., 1, :]) > 0
+    g = torch.randn_like(ours)
+    ours.backward(g)
+    theirs.backward(g)
+    for a, b in zip(ins, ref):
+        assert torch.isfinite(a.grad).all()
+        torch.testing.assert_close(a.grad, b.grad, **TOL[torch.float64])
+    assert torch.count_nonzero(ins[0].grad[..., 2, :]) == 0  # the dead query gets no gradient
+    # the live rows are exactly what attention over their own keys gives (drop the dead row)
+    live = [0, 1, 3]
+    sub = scaled_dot_product_attention(q[..., live, :], k, v, attn_mask=mask[live])
+    torch.testing.assert_close(ours[..., live, :], sub, atol=0, rtol=0)
+
+
+def test_bool_mask_convention_is_sdpa_not_multiheadattention():
+    """SDPA's boolean ``attn_mask``: True = attend. ``nn.MultiheadAttention``'s ``key_padding_mask``
+    (and its boolean ``attn_mask``): True = ignore. ftbook follows SDPA; ``~mask`` converts."""
+    torch.manual_seed(0)
+    B, S, E, H = 3, 5, 16, 4
+    mha = torch.nn.MultiheadAttention(E, H, batch_first=True, dtype=torch.float64)
+    x = torch.randn(B, S, E, dtype=torch.float64, requires_grad=True)
+    key_padding_mask = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1], [0, 1, 1, 1, 1]]).bool()  # True = pad
+    want, _ = mha(x, x, x, key_padding_mask=key_padding_mask, need_weights=False)
+    causal_want, _ = mha(x, x, x, attn_mask=~causal_mask(S, S), need_weights=False)  # True = not allowed
+
+    def ours(**kwargs):
+        w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+        split = [F.linear(x, w, b).view(B, S, H, E // H).transpose(1, 2) for w, b in
+                 ((w_q, b_q), (w_k, b_k), (w_v, b_v))]  # 3 x (B, H, S, E/H)
+        ctx = scaled_dot_product_attention(*split, **kwargs)  # (B, H, S, E/H)
+        return mha.out_proj(ctx.transpose(1, 2).reshape(B, S, E))  # (B, S, E)
+
+    attend = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, S): True = attend, SDPA's convention
+    got = ours(attn_mask=attend)
+    torch.testing.assert_close(got, want, **TOL[torch.float64])
+    torch.testing.assert_close(ours(is_causal=True), causal_want, **TOL[torch.float64])
+    (gx_ours,) = torch.autograd.grad(got.square().sum(), x)
+    (gx_mha,) = torch.autograd.grad(want.square().sum(), x)
+    torch.testing.assert_close(gx_ours, gx_mha, **TOL[torch.float64])
+    # the trap: the padding mask passed unconverted attends to the padding *only*
+    wrong = ours(attn_mask=key_padding_mask[:, None, None, :])
+    assert (wrong[1:] - want[1:]).abs().amax() > 1e-2
+    # sequence 0 has no padding, so the unconverted mask hides every key: output = out_proj's bias
+    torch.testing.assert_close(wrong[0], mha.out_proj.bias.expand(S, E))
 
 
 def test_gqa_matches_torch():
@@ -93,16 +169,6 @@ def test_gqa_matches_torch():
         scaled_dot_product_attention(q, torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 3), enable_gqa=True)
 
 
-def test_fully_masked_rows_give_zero_like_torch():
-    q, k, v = _qkv((1, 1, 3, 4), S=3, Ev=4)
-    mask = torch.tensor([[True, True, False], [False, False, False], [True, False, False]])
-    ours = scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    assert not torch.isnan(ours).any()
-    torch.testing.assert_close(ours, theirs)
-    assert torch.equal(ours[0, 0, 1], torch.zeros(4))
-
-
 def test_causal_mask_combined_by_hand_matches_torch():
     q, k, v = _qkv((2, 2, 4, 8), S=4, Ev=8)
     mask = torch.tensor([True, True, True, False]).expand(4, 4) & causal_mask(4, 4)
@@ -111,14 +177,26 @@ def test_causal_mask_combined_by_hand_matches_torch():
         F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
-def test_attention_weights_are_probabilities_and_default_scale():
+def _weights_twin(q, k, **kwargs):
+    """The attention weights from torch's SDPA itself: attend over the identity as values."""
+    eye = torch.eye(k.size(-2), dtype=k.dtype).expand(*k.shape[:-1], k.size(-2))  # (..., S, S)
+    return F.scaled_dot_product_attention(q, k, eye, **kwargs)  # (..., L, S) = weights @ I
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"is_causal": True}, {"scale": 0.7},
+                                    {"attn_mask": torch.tensor([[True] * 5 + [False] * 2])}])
+def test_attention_weights_equal_torch(kwargs):
     q, k, _ = _qkv((2, 3, 5, 16), S=7)
-    w = attention_weights(q, k)
-    torch.testing.assert_close(w.sum(-1), torch.ones(2, 3, 5))
-    torch.testing.assert_close(w, torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(16), -1))
-    assert torch.equal(causal_mask(3, 4), torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]).bool())
-    wc = attention_weights(q, k[..., :5, :], is_causal=True)
-    assert torch.all(wc.triu(diagonal=1) == 0)
+    torch.testing.assert_close(attention_weights(q, k, **kwargs), _weights_twin(q, k, **kwargs))
+
+
+def test_causal_mask_is_what_is_causal_uses():
+    for L, S in ((4, 4), (4, 6), (6, 4)):
+        qq, kk, vv = _qkv((2, 2, L, 8), S=S, Ev=3, seed=L)
+        torch.testing.assert_close(
+            scaled_dot_product_attention(qq, kk, vv, attn_mask=causal_mask(L, S)),
+            F.scaled_dot_product_attention(qq, kk, vv, is_causal=True))
+        assert causal_mask(L, S).shape == (L, S) and causal_mask(L, S).dtype == torch.bool
 
 
 def test_dropout_zeroes_and_rescales():
@@ -126,8 +204,14 @@ def test_dropout_zeroes_and_rescales():
     q, k, v = _qkv((1, 1, 64, 8), S=64, Ev=8)
     base = scaled_dot_product_attention(q, k, v)
     assert torch.equal(scaled_dot_product_attention(q, k, v, dropout_p=0.0), base)
+    # with the identity as values the output *is* the dropped weights: each is 0 or w / (1 - p)
+    eye = torch.eye(64)[None, None]
+    w = _weights_twin(q, k)
+    dropped = scaled_dot_product_attention(q, k, eye, dropout_p=0.25)
+    kept = dropped != 0
+    torch.testing.assert_close(dropped[kept], w[kept] / 0.75)
+    assert 0 < kept.sum() < kept.numel()
     drops = torch.stack([scaled_dot_product_attention(q, k, v, dropout_p=0.5) for _ in range(300)])
-    assert not torch.allclose(drops[0], base)
     torch.testing.assert_close(drops.mean(0), base, atol=0.15, rtol=0)  # unbiased in expectation
     assert torch.count_nonzero(scaled_dot_product_attention(q, k, v, dropout_p=1.0)) == 0
 
@@ -163,9 +247,16 @@ def test_key_padding_mask_shape_values_and_dtype():
     assert m[1, 0, 0].tolist() == [0.0, 0.0, big, big]
     assert torch.isneginf(key_padding_mask(am, fill=float("-inf"))).sum() == 3
     assert key_padding_mask(am.bool(), dtype=torch.float64).dtype == torch.float64
-    # identical to how BERT builds its extended attention mask
-    bert = (1.0 - am[:, None, None, :].float()) * torch.finfo(torch.float32).min
-    assert torch.equal(m, bert)
+    # identical to the additive mask BertModel's eager attention adds (transformers' own function)
+    from transformers import BertConfig
+    from transformers.masking_utils import create_bidirectional_mask
+
+    cfg = BertConfig(hidden_size=8, num_attention_heads=2, attn_implementation="eager")
+    for dtype in (torch.float32, torch.float64):
+        hf = create_bidirectional_mask(config=cfg, inputs_embeds=torch.zeros(2, 4, 8, dtype=dtype),
+                                       attention_mask=am)  # (batch, 1, tgt, src)
+        assert hf.dtype == dtype
+        assert torch.equal(key_padding_mask(am, dtype=dtype).expand_as(hf), hf)
 
 
 def _padded_outputs(mask_fn, pad, seed=0):

@@ -85,11 +85,16 @@ def test_autograd_version_supports_double_backward_manual_refuses():
 
 
 def test_manual_backward_saves_only_what_it_needs():
-    x = torch.randn(4, 6, requires_grad=True)
-    w = torch.randn(6, requires_grad=True)
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, dtype=torch.float64, requires_grad=True)
     y = LayerNormFunction.apply(x, w, None, 1, 1e-5)
-    saved = y.grad_fn.saved_tensors
-    assert [tuple(t.shape) for t in saved] == [(4, 6), (4, 1), (6,)]  # x_hat, 1/sigma, weight
+    x_hat, rstd, weight = y.grad_fn.saved_tensors
+    assert [tuple(t.shape) for t in (x_hat, rstd, weight)] == [(4, 6), (4, 1), (6,)]
+    # the same statistics as PyTorch's own kernel, which returns (output, mean, 1/sigma)
+    _, _, torch_rstd = torch.native_layer_norm(x.detach(), (6,), None, None, 1e-5)
+    torch.testing.assert_close(rstd, torch_rstd, **TOL[torch.float64])
+    torch.testing.assert_close(x_hat, F.layer_norm(x.detach(), (6,), eps=1e-5), **TOL[torch.float64])
+    assert torch.equal(weight, w.detach())
 
 
 @pytest.mark.parametrize("fn", LN_FUNCS)
@@ -193,8 +198,9 @@ def test_layernorm_module_matches_torch(backward, kwargs, ns):
 
 
 def test_layernorm_module_dtype_device_and_bad_args():
-    m = LayerNorm(4, dtype=torch.float64)
-    assert m.weight.dtype == torch.float64 and torch.equal(m.weight, torch.ones(4, dtype=torch.float64))
+    m, twin = LayerNorm(4, dtype=torch.float64), torch.nn.LayerNorm(4, dtype=torch.float64)
+    for (n1, p1), (n2, p2) in zip(m.named_parameters(), twin.named_parameters(), strict=True):
+        assert n1 == n2 and p1.dtype == p2.dtype == torch.float64 and torch.equal(p1, p2)
     with pytest.raises(ValueError, match="backward must be one of"):
         LayerNorm(4, backward="fast")
     with pytest.raises(ValueError, match="eps"):
@@ -245,6 +251,10 @@ def test_rms_norm_gradcheck_and_module():
 
 
 def test_rms_norm_is_not_centring():
-    x = torch.randn(4, 16) + 5.0
-    assert layer_norm(x, (16,)).mean(-1).abs().max() < 1e-5
-    assert rms_norm(x, (16,)).mean(-1).min() > 0.9  # the offset survives RMSNorm
+    x = torch.randn(4, 16, dtype=torch.float64) + 5.0
+    ln, rms = layer_norm(x, (16,)), rms_norm(x, (16,))
+    torch.testing.assert_close(ln, F.layer_norm(x, (16,)))
+    torch.testing.assert_close(rms, F.rms_norm(x, (16,)))
+    # LayerNorm removes the common offset, RMSNorm keeps it: the two differ by far
+    torch.testing.assert_close(ln.mean(-1), torch.zeros(4, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert (rms - ln).abs().amax() > 0.5

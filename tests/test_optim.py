@@ -1,7 +1,7 @@
 """ftbook.optim against torch.optim and transformers' schedules."""
 
 import copy
-import math
+import io
 
 import pytest
 import torch
@@ -26,9 +26,9 @@ def batches(n, seed=1):
         yield ids, torch.randint(0, 3, (4,), generator=g)
 
 
-def run(model, opt, steps=100, sched=None):
+def run(model, opt, steps=100, sched=None, data=None):
     losses = []
-    for ids, y in batches(steps):
+    for ids, y in (batches(steps) if data is None else data):
         opt.zero_grad()
         loss = model(input_ids=ids, labels=y).loss
         loss.backward()
@@ -88,32 +88,40 @@ def test_momentum_differs_from_plain_sgd():
     assert la != pytest.approx(lb)
 
 
-def test_adamw_decay_is_decoupled():
+@pytest.mark.parametrize("ours_cls,twin_cls", [(O.Adam, torch.optim.Adam), (O.AdamW, torch.optim.AdamW)])
+def test_weight_decay_with_zero_gradient_like_torch(ours_cls, twin_cls):
     # zero gradient: Adam's L2 term still moves through m/v; AdamW just shrinks by (1 - lr*wd)
-    p = torch.nn.Parameter(torch.tensor([2.0]))
-    opt = O.AdamW([p], lr=0.1, weight_decay=0.5)
-    p.grad = torch.zeros(1)
-    opt.step()
-    assert p.item() == pytest.approx(2.0 * (1 - 0.1 * 0.5))
-    q = torch.nn.Parameter(torch.tensor([2.0]))
-    opt = O.Adam([q], lr=0.1, weight_decay=0.5)
-    q.grad = torch.zeros(1)
-    opt.step()
-    assert q.item() == pytest.approx(2.0 - 0.1, rel=1e-5)  # first Adam step has size ~lr
+    got, want = [], []
+    for cls, out in ((ours_cls, got), (twin_cls, want)):
+        p = torch.nn.Parameter(torch.tensor([2.0, -3.0], dtype=torch.float64))
+        opt = cls([p], lr=0.1, weight_decay=0.5)
+        for _ in range(3):
+            p.grad = torch.zeros_like(p)
+            opt.step()
+            out.append(p.detach().clone())
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_closure_and_maximize():
-    p = torch.nn.Parameter(torch.tensor([1.0]))
-    opt = O.SGD([p], lr=0.1, maximize=True)
+@pytest.mark.parametrize("maximize", [False, True])
+def test_closure_and_maximize_like_torch(maximize):
+    traj = {}
+    for cls in (O.SGD, torch.optim.SGD):
+        p = torch.nn.Parameter(torch.tensor([1.0, -0.5]))
+        opt = cls([p], lr=0.1, momentum=0.5, maximize=maximize)
 
-    def closure():
-        opt.zero_grad()
-        loss = (p**2).sum()
-        loss.backward()
-        return loss
+        def closure():
+            opt.zero_grad()
+            loss = (p**2).sum()
+            loss.backward()
+            return loss
 
-    assert opt.step(closure).item() == pytest.approx(1.0)
-    assert p.item() == pytest.approx(1.2)  # gradient ascent
+        traj[cls] = [(opt.step(closure).item(), p.detach().clone()) for _ in range(3)]
+    for (la, pa), (lb, pb) in zip(traj[O.SGD], traj[torch.optim.SGD]):
+        assert la == lb
+        torch.testing.assert_close(pa, pb)
+    first_loss, after = traj[O.SGD][1][0], traj[O.SGD][-1][0]
+    assert (after > first_loss) == maximize  # ascent goes up, descent goes down
 
 
 @pytest.mark.parametrize("cls,kwargs,match", [
@@ -143,7 +151,64 @@ def test_sparse_grad_rejected():
         O.Adam(emb.parameters()).step()
 
 
-@pytest.mark.parametrize("warmup,total", [(0, 10), (3, 10), (10, 10), (7, 100), (1, 1)])
+WARMUP_TOTAL = [(0, 10), (3, 10), (10, 10), (2, 6), (7, 100), (1, 1), (0, 1)]
+
+
+def _sgd(lr=0.5):
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+def _lrs(opt, sched, steps):
+    """The learning rate of every step, ``steps`` of them (``optimizer.step`` then ``scheduler.step``)."""
+    out = []
+    for _ in range(steps):
+        out.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("name,warmup,total", [  # 'constant' takes no warm-up: test_constant_refuses_warmup
+    (name, w, t) for name in sorted(O.SCHEDULES) for w, t in WARMUP_TOTAL if not (name == "constant" and w)])
+def test_every_schedule_equals_transformers_get_scheduler(name, warmup, total):
+    opt = _sgd()
+    theirs = _lrs(opt, transformers.get_scheduler(name, opt, num_warmup_steps=warmup,
+                                                  num_training_steps=total), total + 5)
+    # the multiplier of SCHEDULES, at every step and beyond the end (stays at 0, never negative)
+    fn = O.SCHEDULES[name]
+    mult = [0.5 * fn(step, num_warmup_steps=warmup, num_training_steps=total) for step in range(total + 5)]
+    assert mult == pytest.approx(theirs, abs=1e-12)
+    # ftbook.optim.get_scheduler, with transformers' argument names
+    opt = _sgd()
+    ours = O.get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total)
+    assert _lrs(opt, ours, total + 5) == pytest.approx(theirs, abs=1e-12)
+
+
+def test_get_scheduler_covers_the_book_schedules():
+    assert {"linear", "cosine", "constant", "constant_with_warmup"} <= set(O.SCHEDULES)
+    for name in O.SCHEDULES:  # every name ftbook accepts is one transformers knows
+        assert transformers.SchedulerType(name).value == name
+
+
+@pytest.mark.parametrize("name", ["cosine_schedule", "polynomial", "Linear", ""])
+def test_get_scheduler_unknown_name_names_the_choices(name):
+    with pytest.raises(ValueError) as info:
+        O.get_scheduler(name, _sgd(), num_warmup_steps=0, num_training_steps=10)
+    assert repr(name) in str(info.value)
+    for choice in O.SCHEDULES:
+        assert repr(choice) in str(info.value)
+    if name != "polynomial":  # transformers refuses it too
+        with pytest.raises(ValueError):
+            transformers.get_scheduler(name, _sgd(), num_warmup_steps=0, num_training_steps=10)
+
+
+def test_constant_refuses_warmup():
+    # transformers silently ignores num_warmup_steps for "constant"; ftbook says so instead
+    with pytest.raises(ValueError, match="constant_with_warmup"):
+        O.get_scheduler("constant", _sgd(), num_warmup_steps=3, num_training_steps=10)
+
+
+@pytest.mark.parametrize("warmup,total", WARMUP_TOTAL)
 def test_schedules_equal_transformers_at_every_step(warmup, total):
     for ours, theirs, extra in [
         (O.get_linear_schedule_with_warmup, transformers.get_linear_schedule_with_warmup, {}),
@@ -158,16 +223,6 @@ def test_schedules_equal_transformers_at_every_step(warmup, total):
             oa.step(), ob.step(), sa.step(), sb.step()
 
 
-def test_schedule_shape():
-    f = O.linear_schedule_with_warmup
-    assert [f(s, num_warmup_steps=2, num_training_steps=6) for s in range(7)] == [0, 0.5, 1, 0.75, 0.5, 0.25, 0]
-    c = O.cosine_schedule_with_warmup
-    assert c(2, num_warmup_steps=2, num_training_steps=6) == 1.0
-    assert c(4, num_warmup_steps=2, num_training_steps=6) == pytest.approx(0.5)
-    assert c(6, num_warmup_steps=2, num_training_steps=6) == pytest.approx(0.0, abs=1e-12)
-    assert O.SCHEDULES["cosine"] is c
-
-
 @pytest.mark.parametrize("warmup,total,match", [
     (-1, 10, "num_warmup_steps must be >= 0"),
     (11, 10, "must not exceed"),
@@ -180,10 +235,114 @@ def test_schedule_bad_arguments(warmup, total, match):
         O.get_linear_schedule_with_warmup(opt, warmup, total)
     with pytest.raises((ValueError, TypeError), match=match):
         O.get_cosine_schedule_with_warmup(opt, warmup, total)
+    for name in O.SCHEDULES:
+        with pytest.raises((ValueError, TypeError), match=match):
+            O.get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total)
 
 
 def test_sizes_registered():
     from ftbook.config import get_profile
 
-    s = get_profile("tiny").sizes("optim")
-    assert s.steps > 0 and math.isfinite(s.batch_size)
+    tiny, full = vars(get_profile("tiny").sizes("optim")), vars(get_profile("full").sizes("optim"))
+    assert set(tiny) == set(full) >= {"steps", "batch_size", "n_train", "n_eval"}
+    for key in tiny:  # the full profile is the larger experiment, in every size
+        assert full[key] >= tiny[key], key
+    assert tiny != full
+
+
+# ------------------------------------------------------------- state_dict round trip
+ROUND_TRIP = [
+    (O.SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+    (O.SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.8, nesterov=True)),
+    (O.Adam, torch.optim.Adam, dict(lr=1e-3, weight_decay=0.1, amsgrad=True)),
+    (O.AdamW, torch.optim.AdamW, dict(lr=2e-3, weight_decay=0.3)),
+]
+
+
+def _checkpoint(model, opt, sched) -> dict:
+    """Save and load back through bytes, as a checkpoint file would (no shared tensors)."""
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("ours_cls,twin_cls,kwargs", ROUND_TRIP)
+def test_state_dict_round_trip_resumes_exactly(ours_cls, twin_cls, kwargs):
+    k, n = 4, 6
+    data = list(batches(k + n))
+
+    def fresh(model):
+        opt = ours_cls(model.parameters(), **kwargs)
+        return opt, O.get_scheduler("linear", opt, num_warmup_steps=2, num_training_steps=k + n)
+
+    straight = tiny_bert()
+    opt, sched = fresh(straight)
+    l_straight = run(straight, opt, sched=sched, data=data)
+
+    first = tiny_bert()
+    opt, sched = fresh(first)
+    l_resumed = run(first, opt, sched=sched, data=data[:k])
+    ckpt = _checkpoint(first, opt, sched)
+    copy_ = tiny_bert(seed=7)  # other weights until the checkpoint is loaded
+    copy_.load_state_dict(ckpt["model"])
+    opt, sched = fresh(copy_)  # the scheduler first: building it resets the group's lr ...
+    opt.load_state_dict(ckpt["optimizer"])  # ... which the optimizer's state then restores
+    sched.load_state_dict(ckpt["scheduler"])
+    l_resumed += run(copy_, opt, sched=sched, data=data[k:])
+    assert l_resumed == l_straight  # bit-identical
+    for (name, a), (_, b) in zip(straight.named_parameters(), copy_.named_parameters()):
+        assert torch.equal(a, b), name
+
+    # the optimizer's state matters: resuming without it gives another trajectory
+    lost = tiny_bert(seed=7)
+    lost.load_state_dict(ckpt["model"])
+    opt, sched = fresh(lost)
+    sched.load_state_dict(ckpt["scheduler"])
+    opt.param_groups[0]["lr"] = sched.get_last_lr()[0]
+    assert run(lost, opt, sched=sched, data=data[k:]) != l_straight[k:]
+
+    # and the uninterrupted run is torch.optim's (with transformers' schedule)
+    twin = tiny_bert()
+    opt = twin_cls(twin.parameters(), **kwargs)
+    sched = transformers.get_scheduler("linear", opt, num_warmup_steps=2, num_training_steps=k + n)
+    assert run(twin, opt, sched=sched, data=data) == pytest.approx(l_straight, rel=1e-6, abs=1e-7)
+    for (name, a), (_, b) in zip(straight.named_parameters(), twin.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+# ------------------------------------------------------------------ parameter groups
+def _names(model, params):
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return {by_id[id(p)] for p in params}
+
+
+def test_param_groups_decay_what_transformers_trainer_decays():
+    from transformers import Trainer
+
+    model = tiny_bert()
+    model.bert.embeddings.word_embeddings.requires_grad_(False)  # frozen: in no group
+    groups = O.param_groups(model, 0.1)
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    # Trainer.create_optimizer: decay get_decay_parameter_names(model), of the trainable parameters
+    want = set(Trainer.get_decay_parameter_names(None, model)) & trainable
+    assert _names(model, groups[0]["params"]) == want
+    assert _names(model, groups[1]["params"]) == trainable - want
+    everything = O.param_groups(model, 0.1, decay_norm_and_bias=True)
+    assert len(everything) == 1 and _names(model, everything[0]["params"]) == trainable
+
+
+def test_param_groups_find_ftbook_norms_by_type():
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    from ftbook.norms import LayerNorm
+    from ftbook.transformer import Encoder, EncoderConfig
+
+    enc = Encoder(EncoderConfig(vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=16, norm_first=True))
+    decay, rest = O.param_groups(enc, 0.01)
+    want = set(get_parameter_names(enc, [LayerNorm], ["bias"]))  # transformers' walk, our norm type
+    assert _names(enc, decay["params"]) == want
+    assert _names(enc, rest["params"]) == {n for n, _ in enc.named_parameters()} - want
+    assert "final_norm.weight" not in want and "layers.0.norm1.weight" not in want

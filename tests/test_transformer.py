@@ -4,6 +4,7 @@ classification head, bad inputs."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
 from ftbook.resources import minilm_path
@@ -81,6 +82,32 @@ def test_from_wrapped_models_and_classifier():
         torch.testing.assert_close(clf(ids, mask), hf(ids, mask).logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("impl", ["explicit", "sdpa"])
+@pytest.mark.parametrize("hf_attn", ["eager", "sdpa"])
+def test_outputs_and_every_gradient_equal_bertmodel_float64(impl, hf_attn):
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=48, max_position_embeddings=16, type_vocab_size=2,
+                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation=hf_attn)
+    hf = BertModel(cfg, add_pooling_layer=False)
+    ours = Encoder.from_hf(hf, attn_impl=impl)  # float32 weights copied, then both in float64
+    hf, ours = hf.double().train(), ours.double().train()  # dropout 0: train mode is deterministic
+    ids = torch.randint(1, 40, (3, 9))
+    mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3, [1] * 2 + [0] * 7])
+    types = torch.tensor([[0] * 5 + [1] * 4, [0] * 3 + [1] * 6, [0] * 9])
+    probe = torch.randn(3, 9, 32, dtype=torch.float64)  # a fixed random projection of every output
+    want = hf(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+    got = ours(ids, mask, types)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)  # padded positions too
+    (want * probe).sum().backward()  # the same scalar loss of both
+    (got * probe).sum().backward()
+    hf_params = dict(hf.named_parameters())
+    for name, theirs in hf_key_map(cfg.num_hidden_layers).items():
+        p_ours, p_hf = dict(ours.named_parameters())[name], hf_params[theirs]
+        assert p_hf.grad is not None and p_hf.grad.abs().sum() > 0, theirs
+        torch.testing.assert_close(p_ours.grad, p_hf.grad, atol=1e-12, rtol=1e-9, msg=name)
+
+
 def test_explicit_and_sdpa_attention_equal_values_and_grads():
     torch.manual_seed(0)
     a = MultiHeadSelfAttention(32, 4, impl="explicit").double()
@@ -100,8 +127,29 @@ def test_attention_gradcheck_float64():
     torch.manual_seed(0)
     attn = MultiHeadSelfAttention(8, 2, impl="explicit").double()
     x = torch.randn(2, 4, 8, dtype=torch.float64, requires_grad=True)
+    # (A sequence of only padding is left out: BERT's finite mask finfo.min swamps every score,
+    # the forward pass is flat in x there while autograd's softmax Jacobian is not.)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     assert torch.autograd.gradcheck(lambda t: attn(t, mask), (x,))
+    params = tuple(attn.parameters())
+    assert torch.autograd.gradcheck(lambda *ps: torch.func.functional_call(
+        attn, dict(zip([n for n, _ in attn.named_parameters()], ps)), (x.detach(), mask)), params)
+
+
+def _copy_to_torch_layer(ours: EncoderLayer, ref: torch.nn.TransformerEncoderLayer) -> None:
+    """Our layer's weights into a torch.nn.TransformerEncoderLayer (random LayerNorm gains too)."""
+    with torch.no_grad():
+        for norm in (ours.norm1, ours.norm2):
+            for p in norm.parameters():
+                p.normal_()
+        w = ours.attn
+        ref.self_attn.in_proj_weight.copy_(torch.cat([w.query.weight, w.key.weight, w.value.weight]))
+        ref.self_attn.in_proj_bias.copy_(torch.cat([w.query.bias, w.key.bias, w.value.bias]))
+        ref.self_attn.out_proj.load_state_dict(w.out.state_dict())
+        ref.linear1.load_state_dict(ours.ffn.up.state_dict())
+        ref.linear2.load_state_dict(ours.ffn.down.state_dict())
+        ref.norm1.load_state_dict(ours.norm1.state_dict())
+        ref.norm2.load_state_dict(ours.norm2.state_dict())
 
 
 def test_layer_equals_torch_transformer_encoder_layer():
@@ -113,16 +161,7 @@ def test_layer_equals_torch_transformer_encoder_layer():
         ours = EncoderLayer(cfg).eval()
         ref = torch.nn.TransformerEncoderLayer(16, 4, 24, dropout=0.0, activation="gelu",
                                                batch_first=True, norm_first=norm_first).eval()
-        with torch.no_grad():
-            w = ours.attn
-            ref.self_attn.in_proj_weight.copy_(torch.cat([w.query.weight, w.key.weight, w.value.weight]))
-            ref.self_attn.in_proj_bias.copy_(torch.cat([w.query.bias, w.key.bias, w.value.bias]))
-            ref.self_attn.out_proj.weight.copy_(w.out.weight)
-            ref.self_attn.out_proj.bias.copy_(w.out.bias)
-            ref.linear1.weight.copy_(ours.ffn.up.weight)
-            ref.linear1.bias.copy_(ours.ffn.up.bias)
-            ref.linear2.weight.copy_(ours.ffn.down.weight)
-            ref.linear2.bias.copy_(ours.ffn.down.bias)
+        _copy_to_torch_layer(ours, ref)
         x = torch.randn(2, 5, 16)
         mask = torch.tensor([[1] * 5, [1] * 3 + [0] * 2])
         with torch.no_grad():
@@ -132,24 +171,47 @@ def test_layer_equals_torch_transformer_encoder_layer():
         torch.testing.assert_close(got[real], want[real], atol=1e-5, rtol=1e-5)
 
 
-def test_pre_ln_encoder_has_final_norm_and_runs():
+def test_pre_ln_encoder_equals_torch_transformer_encoder_with_final_norm():
+    """Pre-LN stack + final LayerNorm == torch.nn.TransformerEncoder(norm_first=True, norm=LayerNorm)."""
+    torch.manual_seed(0)
     cfg = EncoderConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, norm_first=True)
+                        intermediate_size=32, layer_norm_eps=1e-5, norm_first=True)
     enc = Encoder(cfg).eval()
     assert enc.final_norm is not None
-    out = enc(torch.randint(0, 30, (2, 6)))
-    assert out.shape == (2, 6, 16)
-    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 6), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        for p in enc.final_norm.parameters():
+            p.normal_()  # not the identity: the final norm's weights must be used
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu", batch_first=True,
+                                             norm_first=True)
+    ref = torch.nn.TransformerEncoder(layer, 2, norm=torch.nn.LayerNorm(16, eps=1e-5),
+                                      enable_nested_tensor=False).eval()
+    for ours, theirs in zip(enc.layers, ref.layers):
+        _copy_to_torch_layer(ours, theirs)
+    ref.norm.load_state_dict(enc.final_norm.state_dict())
+    ids = torch.randint(1, 30, (2, 6))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    with torch.no_grad():
+        got = enc(ids, mask)
+        want = ref(enc.embeddings(ids), src_key_padding_mask=mask == 0)
+    real = mask.bool()
+    torch.testing.assert_close(got[real], want[real], atol=1e-5, rtol=1e-5)
 
 
 def test_count_parameters_matches_hf(minilm):
     hf, _ = minilm
     parts = count_parameters(Encoder.from_hf(hf))
-    pooler = sum(p.numel() for p in hf.pooler.parameters())
-    assert parts["total"] == sum(p.numel() for p in hf.parameters()) - pooler
+    sizes = {n: p.numel() for n, p in hf.named_parameters() if not n.startswith("pooler.")}
+    assert parts["total"] == sum(sizes.values())
     assert parts["other"] == 0
-    assert parts["embeddings"] == (30522 + 512 + 2) * 384
-    assert parts["layer_norm"] == (1 + 2 * 6) * 2 * 384
+
+    def hf_sum(keep):
+        return sum(v for n, v in sizes.items() if keep(n))
+
+    assert parts["layer_norm"] == hf_sum(lambda n: "LayerNorm" in n)
+    assert parts["embeddings"] == hf_sum(lambda n: n.startswith("embeddings.") and "LayerNorm" not in n)
+    assert parts["attention"] == hf_sum(lambda n: ".attention." in n and "LayerNorm" not in n)
+    assert parts["feed_forward"] == hf_sum(lambda n: ".intermediate." in n or ".output.dense." in n
+                                           and ".attention." not in n)
 
 
 def test_key_map_covers_every_parameter():
@@ -195,8 +257,17 @@ def test_forward_errors():
         EncoderForSequenceClassification(enc.config, num_labels=0)
 
 
-def test_feed_forward_is_exact_gelu():
-    ff = FeedForward(4, 8)
-    x = torch.randn(2, 3, 4)
-    want = ff.down(torch.nn.functional.gelu(ff.up(x), approximate="none"))
-    torch.testing.assert_close(ff(x), want)
+@pytest.mark.parametrize("hidden_act,equal", [("gelu", True), ("gelu_new", False)])
+def test_feed_forward_is_berts_exact_gelu(hidden_act, equal):
+    """Equal to BERT's own feed-forward (BertIntermediate, then BertOutput's dense layer), whose
+    'gelu' is the exact erf form; the tanh approximation ('gelu_new') is not it."""
+    from transformers.models.bert.modeling_bert import BertIntermediate
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=4, intermediate_size=8, hidden_act=hidden_act)
+    ff = FeedForward(4, 8).double()
+    inter = BertIntermediate(cfg).double()
+    inter.dense.load_state_dict(ff.up.state_dict())
+    x = torch.randn(2, 3, 4, dtype=torch.float64) * 3
+    want = F.linear(inter(x), ff.down.weight, ff.down.bias)
+    assert torch.allclose(ff(x), want, atol=1e-12, rtol=0) == equal

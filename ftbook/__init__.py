@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from .config import Profile, get_profile  # noqa: E402
 from .environment import setup_chapter  # noqa: E402
+from .show import show_source  # noqa: E402
 from . import exercises  # noqa: E402,F401  (ftbook.exercises.check in every chapter)
 
-__all__ = ["Profile", "get_profile", "setup_chapter", "__version__"]
+__all__ = ["Profile", "get_profile", "setup_chapter", "show_source", "__version__"]

@@ -13,18 +13,21 @@ profile's Chinese BERT (``tiny``: chapter 9's MLM-pretrained character BERT; ``f
 character vocabulary each character is one token, but the alignment code
 (:func:`align_labels`) is the general one: special tokens and the non-first pieces of a word get
 label ``-100`` (ignored by the loss), as with WordPiece on English.
+Training: the book's one loop, :func:`ftbook.training.train` (token labels in
+:class:`ftbook.data.Encoded`, linear warm-up and decay, no weight decay on biases and LayerNorm,
+batches grouped by length), keeping the epoch with the best entity F1 on validation sentences.
 Scores: entity-level precision / recall / F1 with ``seqeval`` (an entity counts only when its
 type and both boundaries are right).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import random
+import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from . import models
 from .config import Profile, get_profile, register_sizes
 
 register_sizes(
@@ -173,41 +176,68 @@ def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int],
     return out
 
 
-def encode_batch(tokenizer, chars: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None = None,
-                 max_length: int = 128):
-    """Tokenize pre-split characters (``is_split_into_words``) and align labels to tokens."""
-    import torch
+def encode_ner(tokenizer, chars: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None = None,
+               max_length: int = 128):
+    """Tokenize pre-split characters (``is_split_into_words``, truncated, no padding) into an
+    :class:`ftbook.data.Encoded` set with one label per token (:func:`align_labels`: ``-100`` on
+    special tokens and later pieces of a word). ``.batch`` pads them (labels with ``-100``).
 
-    enc = tokenizer([list(c) for c in chars], is_split_into_words=True, padding=True, truncation=True,
-                    max_length=max_length, return_tensors="pt")
+    Without ``tags`` every word's first token gets label ``0``: the labels then only mark where
+    :func:`predict_tags` reads each word's prediction.
+    """
+    from .data import Encoded
+
+    chars = [list(c) for c in chars]
+    if not chars:
+        raise ValueError("cannot encode an empty set of sentences")
     if tags is not None:
-        labels = [align_labels(enc.word_ids(i), list(t)) for i, t in enumerate(tags)]
-        enc["labels"] = torch.tensor(labels)
-    return enc
+        if len(tags) != len(chars):
+            raise ValueError(f"{len(chars)} sentences but {len(tags)} tag sequences")
+        for i, (c, t) in enumerate(zip(chars, tags)):
+            if len(c) != len(t):
+                raise ValueError(f"sentence {i}: {len(c)} characters but {len(t)} tags")
+    enc = tokenizer(chars, is_split_into_words=True, truncation=True, max_length=max_length)
+    labels = [align_labels(enc.word_ids(i), list(tags[i]) if tags is not None else [0] * len(c))
+              for i, c in enumerate(chars)]
+    pad = tokenizer.pad_token_id
+    return Encoded(list(enc["input_ids"]), labels, int(pad if pad is not None else 0), ["".join(c) for c in chars])
+
+
+def _word_tags(pred, data, id2label, lengths: Sequence[int] | None = None) -> tuple[list, list]:
+    """``(true, predicted)`` string tags per example, read at the labelled tokens of ``data``
+    (each word's first token); with ``lengths`` words lost to truncation are predicted ``O``."""
+    from .data import IGNORE_INDEX
+
+    true, got = [], []
+    for i, labels in enumerate(data.labels):
+        at = [t for t, y in enumerate(labels) if y != IGNORE_INDEX]
+        true.append([id2label[y] for y in (labels[t] for t in at)])
+        tags = [id2label[int(pred[i, t])] for t in at]
+        got.append(tags + ["O"] * ((lengths[i] if lengths is not None else len(at)) - len(tags)))
+    return true, got
 
 
 def predict_tags(model, tokenizer, chars: Sequence[Sequence[str]], batch_size: int = 64,
                  max_length: int = 128) -> list[list[str]]:
     """BIO tags (strings) per character: the prediction at each word's first token."""
-    import torch
+    from .training import predict_logits
 
-    model.eval()
-    id2label = model.config.id2label
-    out: list[list[str]] = []
-    with torch.inference_mode():
-        for start in range(0, len(chars), batch_size):
-            chunk = [list(c) for c in chars[start:start + batch_size]]
-            enc = encode_batch(tokenizer, chunk, max_length=max_length)
-            pred = model(**enc).logits.argmax(-1)  # (batch, tokens)
-            for i, cs in enumerate(chunk):
-                tags = ["O"] * len(cs)
-                seen = set()
-                for t, wid in enumerate(enc.word_ids(i)):
-                    if wid is not None and wid not in seen:
-                        seen.add(wid)
-                        tags[wid] = id2label[int(pred[i, t])]
-                out.append(tags)
-    return out
+    chars = [list(c) for c in chars]
+    if not chars:
+        return []
+    data = encode_ner(tokenizer, chars, max_length=max_length)
+    pred = predict_logits(model, data, batch_size).argmax(-1)
+    return _word_tags(pred, data, model.config.id2label, [len(c) for c in chars])[1]
+
+
+def entity_f1(model, data, batch_size: int = 64) -> dict:
+    """Entity-level ``{"precision", "recall", "f1", "n"}`` of ``model`` on token-labelled data
+    (:func:`encode_ner` with tags): the ``evaluate_fn`` of the NER training run."""
+    from .training import predict_logits
+
+    pred = predict_logits(model, data, batch_size).argmax(-1)
+    scores = entity_scores(*_word_tags(pred, data, model.config.id2label))
+    return {k: scores[k] for k in ("precision", "recall", "f1")} | {"n": len(data)}
 
 
 def entity_scores(true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
@@ -265,93 +295,90 @@ def _build_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
         _train_ner(folder, sizes, seed, profile)
 
 
-def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
-    import torch
+def _ner_model(folder: Path, sizes, profile: str, chars: Sequence[Sequence[str]]):
+    """``(model, tokenizer)`` to fine-tune, with the character vocabulary written to ``folder``:
+    the profile's pre-trained Chinese BERT (tiny: chapter 9's MLM-pretrained char BERT; full:
+    bert-base-chinese) with a new tagging head, or (``init="scratch"``) the configured shape
+    from random weights and a vocabulary of the training characters."""
     from transformers import BertConfig, BertForTokenClassification
 
-    from .data import LengthBucketSampler
     from .vocab import build_char_vocab, char_tokenizer, save_vocab
 
-    ds = people_daily_ner(max_chars=sizes.max_chars)
-    train = ds["train"].select(range(min(sizes.train_sentences, len(ds["train"]))))
-    chars = train["chars"][:]  # plain lists: indexing a datasets Column reads Arrow each time
-    tags = train["tags"][:]
-    torch.manual_seed(seed)
-    if sizes.init == "pretrained":  # tiny: chapter 9's MLM-pretrained char BERT; full: bert-base-chinese
+    heads = dict(num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL2ID)
+    if sizes.init == "pretrained":
         from transformers import AutoTokenizer
 
-        from .resources import from_pretrained, model_source
+        from .resources import from_pretrained, quiet_load
 
-        base = model_source("chinese", profile)
+        base = models.model_source("chinese", profile)
         vocab = from_pretrained(AutoTokenizer, base).get_vocab()  # token -> id
         save_vocab(sorted(vocab, key=vocab.__getitem__), folder / "vocab.txt")
-        tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
-        from .resources import quiet_load  # the MLM head is dropped, the tagging head is "missing"
-
-        model = quiet_load(lambda: from_pretrained(
-            BertForTokenClassification, base, use_safetensors=True, num_labels=len(LABELS),
-            id2label=dict(enumerate(LABELS)), label2id=LABEL2ID))
+        # the MLM head is dropped, the tagging head is "missing": quiet_load hides that report
+        model = quiet_load(lambda: from_pretrained(BertForTokenClassification, base, use_safetensors=True, **heads))
     else:
         vocab = build_char_vocab(("".join(c) for c in chars), min_freq=sizes.vocab_min_freq)
         save_vocab(vocab, folder / "vocab.txt")
-        tok = char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
-        config = BertConfig(vocab_size=len(vocab), hidden_size=sizes.hidden, num_hidden_layers=sizes.layers,
-                            num_attention_heads=sizes.heads, intermediate_size=sizes.ffn,
-                            max_position_embeddings=sizes.max_chars + 2, num_labels=len(LABELS),
-                            id2label=dict(enumerate(LABELS)), label2id=LABEL2ID)
-        model = BertForTokenClassification(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=sizes.lr, weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(chars) / sizes.batch_size)
-    total = steps_per_epoch * sizes.epochs
-    warm = max(1, int(sizes.warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-    rng = random.Random(seed)
-    order = list(range(len(chars)))
-    # sentences of similar length share a batch (chapter 3): less padding, same number of steps
-    sampler = LengthBucketSampler([len(c) for c in chars], sizes.batch_size, seed=seed) \
-        if sizes.group_by_length else None
-    history = []
-    model.train()
-    for epoch in range(sizes.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-            batches = list(sampler)
-        else:
-            rng.shuffle(order)
-            batches = [order[b * sizes.batch_size:(b + 1) * sizes.batch_size] for b in range(steps_per_epoch)]
-        for idx in batches:
-            enc = encode_batch(tok, [chars[i] for i in idx], [tags[i] for i in idx],
-                               max_length=sizes.max_chars + 2)
-            loss = model(**enc).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            history.append(round(loss.item(), 4))
+        model = BertForTokenClassification(BertConfig(
+            vocab_size=len(vocab), hidden_size=sizes.hidden, num_hidden_layers=sizes.layers,
+            num_attention_heads=sizes.heads, intermediate_size=sizes.ffn,
+            max_position_embeddings=sizes.max_chars + 2, **heads))
+    return model, char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
+
+
+def ner_train_config(sizes, seed: int = 0):
+    """The :class:`ftbook.training.TrainConfig` of the tagger: linear schedule with warm-up,
+    AdamW without decay on biases and LayerNorm, batches grouped by length (chapter 3), one
+    evaluation of entity F1 per epoch, never stopping early, ending with the best epoch."""
+    from .training import TrainConfig
+
+    return TrainConfig(lr=sizes.lr, epochs=sizes.epochs, batch_size=sizes.batch_size,
+                       warmup_ratio=sizes.warmup, schedule="linear", weight_decay=0.01,
+                       group_by_length=sizes.group_by_length, metric_for_best_model="f1",
+                       patience=None, load_best=True, seed=seed, progress=False)
+
+
+def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
+    """Fine-tune on the first ``train_sentences`` training sentences through
+    :func:`ftbook.training.train`, choosing the epoch by entity F1 on the first
+    ``eval_sentences`` validation sentences; write the model, ``loss_history.txt`` (loss per
+    step) and ``history.json`` (one record per evaluation) to ``folder``."""
+    import json
+
+    import torch
+
+    from . import training
+
+    ds = people_daily_ner(max_chars=sizes.max_chars)
+    train = ds["train"].select(range(min(sizes.train_sentences, len(ds["train"]))))
+    val = ds["validation"].select(range(min(sizes.eval_sentences, len(ds["validation"]))))
+    chars = train["chars"][:]  # plain lists: indexing a datasets Column reads Arrow each time
+    torch.manual_seed(seed)
+    model, tok = _ner_model(folder, sizes, profile, chars)
+    max_length = sizes.max_chars + 2
+    train_data = encode_ner(tok, chars, train["tags"][:], max_length)
+    val_data = encode_ner(tok, val["chars"][:], val["tags"][:], max_length) if len(val) else None
+    result = training.train(model, train_data, val_data, ner_train_config(sizes, seed), evaluate_fn=entity_f1)
     model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
-    (folder / "loss_history.txt").write_text("\n".join(map(str, history)) + "\n", encoding="utf-8")
+    (folder / "loss_history.txt").write_text("\n".join(f"{x:.4f}" for x in result.losses) + "\n", encoding="utf-8")
+    (folder / "history.json").write_text(json.dumps(result.history, indent=1) + "\n", encoding="utf-8")
 
 
 def trained_ner(profile: str | Profile | None = None, seed: int = 0) -> Path:
-    """A ``BertForTokenClassification`` trained on People's Daily NER, cached; returns its folder."""
-    import torch
-    import transformers
+    """A ``BertForTokenClassification`` trained on People's Daily NER, cached; returns its folder.
+
+    The cache is keyed on the sizes, the seed, the labels, the code that builds it and, for
+    ``init="pretrained"``, the pre-trained base (a new pre-training means a new NER model).
+    """
+    from . import checkpoints, data, optim, resources, training, vocab
 
     profile = get_profile(profile)
     sizes = profile.sizes("tagging")
-    fingerprint = {"sizes": vars(sizes), "seed": seed, "labels": list(LABELS),
-                   "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
-    if sizes.init == "pretrained":  # a new pre-trained checkpoint means a new NER model
-        from .resources import model_source, source_fingerprint
-
-        fingerprint["base"] = source_fingerprint(model_source("chinese", profile))
-    from .checkpoints import cached
-
-    return cached(f"ner-people-daily-{profile.name}", lambda d: _build_ner(d, sizes, seed, profile.name),
-                  fingerprint)
+    base = models.source_fingerprint(models.model_source("chinese", profile)) if sizes.init == "pretrained" else None
+    fingerprint = checkpoints.fingerprint(sys.modules[__name__], training, optim, data, vocab, resources,
+                                          sizes=vars(sizes), seed=seed, labels=list(LABELS), base=base)
+    return checkpoints.cached(f"ner-people-daily-{profile.name}",
+                              lambda d: _build_ner(d, sizes, seed, profile.name), fingerprint)
 
 
 def load_ner(folder: str | os.PathLike):

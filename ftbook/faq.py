@@ -6,7 +6,8 @@ Every experiment fine-tunes the book's small character-level Chinese BERT (chapt
 :func:`ftbook.pretrain.pretrained_chinese_bert`, pre-trained with MLM on the reviews' train texts)
 or the same architecture from random weights, on the bundled Chinese reviews, so that each runs in
 seconds on a CPU; the ``full`` profile runs the same code on ``bert-base-chinese``. Results are
-cached with :func:`ftbook.checkpoints.cached` (fingerprinted by sizes, seed and library versions),
+cached with :func:`ftbook.checkpoints.cached` (:func:`ftbook.checkpoints.fingerprint`: sizes, seed,
+the base model, the code that trains and the library versions),
 so a chapter re-runs instantly and a cold cache rebuilds the same numbers. The independent runs of
 each experiment train side by side with :func:`ftbook.workers.run_all` (one thread each, so the
 numbers do not depend on how many run at once).
@@ -18,21 +19,23 @@ numbers do not depend on how many run at once).
 * :func:`lr_experiment`: a learning-rate range test and a confirmation sweep (FAQ 2).
 * :func:`overfitting_experiment`: a small train set with and without dropout, weight decay and
   early stopping (FAQ 3).
-* :class:`EarlyStopping`: the rule used there (patience on validation loss, keep the best epoch).
+
+Every run trains through the book's one loop, :func:`ftbook.training.train` (AdamW over
+:func:`ftbook.optim.param_groups`, linear warm-up and decay, gradient clipping), evaluated after
+every epoch; early stopping is the loop's own, on the validation loss (:func:`train_config`).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .config import Profile, get_profile, register_sizes
+from .data import Encoded, encode
+from .training import TrainConfig, evaluate, steps_per_epoch, train
 from .workers import one_thread, run_all
-
-EXPERIMENT_VERSION = 2  # bump when the code below changes the numbers it produces
 
 register_sizes(
     "faq",
@@ -112,46 +115,8 @@ def hash_key(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# A tiny character-level BERT and its training loops
+# The models and the one training recipe of the FAQ runs
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Encoded:
-    """Token ids and labels of a list of texts, padded to ``max_length``."""
-
-    input_ids: Any  # (n, max_length) long
-    attention_mask: Any  # (n, max_length) long
-    labels: Any  # (n,) long
-
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-
-def encode(tokenizer, texts: Sequence[str], labels: Sequence[int] | None, max_length: int) -> Encoded:
-    import torch
-
-    if labels is not None and len(labels) != len(texts):
-        raise ValueError(f"texts ({len(texts)}) and labels ({len(labels)}) differ in length")
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
-                    return_tensors="pt")
-    y = torch.tensor(list(labels) if labels is not None else [-100] * len(texts), dtype=torch.long)
-    return Encoded(enc["input_ids"], enc["attention_mask"], y)
-
-
-def _batches(n: int, batch_size: int, generator):
-    import torch
-
-    order = torch.randperm(n, generator=generator)
-    for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
-
-
-def _trim(data: Encoded, idx):
-    """Rows ``idx``, cut to the longest sequence among them (dynamic padding)."""
-    mask = data.attention_mask[idx]
-    width = int(mask.sum(1).max())
-    return data.input_ids[idx, :width], mask[:, :width], data.labels[idx]
 
 
 def base_checkpoint(profile: str | Profile | None = None) -> Path:
@@ -194,135 +159,37 @@ def new_classifier(checkpoint: str | Path, pretrained: bool = True, dropout: flo
     return quiet_load(lambda: BertForSequenceClassification.from_pretrained(str(checkpoint), config=config))
 
 
-@dataclass
-class EarlyStopping:
-    """Stop when the validation loss has not improved for ``patience`` epochs; keep the best.
+def train_config(*, epochs: int, lr: float, batch_size: int, weight_decay: float = 0.01,
+                 patience: int | None = None, seed: int = 0) -> TrainConfig:
+    """The recipe of every FAQ run: :func:`ftbook.training.train` with AdamW (no decay for biases
+    and LayerNorm), 10 % linear warm-up then linear decay, clipping at 1, an evaluation after
+    every epoch. ``patience`` switches on early stopping on the *validation loss* (lower is
+    better); the run then ends with the best epoch's weights, otherwise with the last epoch's."""
+    return TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, eval_batch_size=128, warmup_ratio=0.1,
+                       schedule="linear", weight_decay=weight_decay, max_grad_norm=1.0, amp="off",
+                       metric_for_best_model="loss", greater_is_better=False, patience=patience,
+                       load_best=patience is not None, seed=seed, progress=False)
 
-    ``step(loss)`` returns True when training should stop. ``best_epoch`` (0-based) is the epoch
-    whose weights early stopping keeps; ``min_delta`` is the improvement that counts.
+
+def fine_tune(model, train_data: Encoded, val_data: Encoded, config: TrainConfig) -> dict:
+    """Train with :func:`ftbook.training.train` and return the per-epoch curves.
+
+    ``{"train_loss", "val_loss", "val_acc", "best_epoch", "stopped_epoch", "steps"}``: the mean
+    training loss of each epoch's steps (from ``TrainResult.losses``), the validation loss and
+    accuracy after each epoch (``TrainResult.history``), the 0-based epoch with the lowest
+    validation loss, and the epoch at which early stopping ended the run (None if it did not).
     """
-
-    patience: int = 3
-    min_delta: float = 0.0
-    best_loss: float = math.inf
-    best_epoch: int = -1
-    epochs_seen: int = 0
-
-    def __post_init__(self):
-        if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 1:
-            raise ValueError(f"patience must be an int >= 1, got {self.patience!r}")
-        if self.min_delta < 0:
-            raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
-
-    def step(self, val_loss: float) -> bool:
-        if not isinstance(val_loss, (int, float)) or math.isnan(val_loss):
-            raise ValueError(f"val_loss must be a real number, got {val_loss!r}")
-        epoch = self.epochs_seen
-        self.epochs_seen += 1
-        if val_loss < self.best_loss - self.min_delta:
-            self.best_loss, self.best_epoch = float(val_loss), epoch
-            return False
-        return epoch - self.best_epoch >= self.patience
-
-
-def best_epoch(val_losses: Sequence[float], patience: int) -> int:
-    """The epoch (0-based) whose weights :class:`EarlyStopping` keeps for this loss history."""
-    if not val_losses:
-        raise ValueError("val_losses is empty: need the validation loss of at least one epoch")
-    stopper = EarlyStopping(patience=patience)
-    for loss in val_losses:
-        if stopper.step(loss):
-            break
-    return stopper.best_epoch
-
-
-@dataclass
-class History:
-    """Per-epoch (or per-evaluation) records of a training run."""
-
-    train_loss: list
-    val_loss: list
-    val_acc: list
-    stopped_epoch: int | None = None
-    best_epoch: int | None = None
-
-    def as_dict(self) -> dict:
-        return dict(train_loss=self.train_loss, val_loss=self.val_loss, val_acc=self.val_acc,
-                    stopped_epoch=self.stopped_epoch, best_epoch=self.best_epoch)
-
-
-def evaluate(model, data: Encoded, batch_size: int = 128) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` of ``model`` on ``data`` (eval mode, no grad)."""
-    import torch
-    import torch.nn.functional as F
-
-    model.eval()
-    total_loss, correct = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(data), batch_size):
-            idx = torch.arange(i, min(i + batch_size, len(data)))
-            ids, mask, y = _trim(data, idx)
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(-1) == y).sum())
-    model.train()
-    return total_loss / len(data), correct / len(data)
-
-
-def train_classifier(model, train: Encoded, val: Encoded, *, epochs: int, lr: float, batch_size: int,
-                     weight_decay: float = 0.0, early_stopping: EarlyStopping | None = None,
-                     seed: int = 0, warmup_frac: float = 0.1) -> History:
-    """AdamW with linear warm-up and decay; evaluates on ``val`` after every epoch.
-
-    With ``early_stopping``, training stops when it says so and the best epoch's weights are
-    restored (so the returned model is the one early stopping keeps).
-    """
-    import copy
-
-    import torch
-    import torch.nn.functional as F
-
-    from .optim import get_linear_schedule_with_warmup  # the same schedule as pre-training
-
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    gen = torch.Generator().manual_seed(seed)
-    steps = epochs * math.ceil(len(train) / batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=max(1, int(steps * warmup_frac)),
-                                            num_training_steps=steps)
-    hist = History([], [], [])
-    best_state = None
-    model.train()
-    for epoch in range(epochs):
-        seen, total = 0, 0.0
-        for idx in _batches(len(train), batch_size, gen):
-            ids, mask, y = _trim(train, idx)
-            loss = F.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, y)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-            seen += len(idx)
-        vloss, vacc = evaluate(model, val)
-        hist.train_loss.append(round(total / seen, 6))
-        hist.val_loss.append(round(vloss, 6))
-        hist.val_acc.append(round(vacc, 6))
-        if early_stopping is not None:
-            stop = early_stopping.step(vloss)
-            if early_stopping.best_epoch == epoch:
-                best_state = copy.deepcopy(model.state_dict())
-            if stop:
-                hist.stopped_epoch = epoch
-                break
-    if early_stopping is not None and best_state is not None:
-        model.load_state_dict(best_state)
-        hist.best_epoch = early_stopping.best_epoch
-    return hist
+    result = train(model, train_data, val_data, config)
+    per_epoch = steps_per_epoch(len(train_data), config)
+    losses = result.losses
+    epoch_loss = [sum(losses[i:i + per_epoch]) / len(losses[i:i + per_epoch]) for i in range(0, len(losses), per_epoch)]
+    history = result.history
+    return {"train_loss": [round(x, 6) for x in epoch_loss],
+            "val_loss": [round(r["val_loss"], 6) for r in history],
+            "val_acc": [round(r["val_accuracy"], 6) for r in history],
+            "best_epoch": history.index(result.best),
+            "stopped_epoch": len(history) - 1 if result.stopped_early else None,
+            "steps": result.steps}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,12 +197,16 @@ def train_classifier(model, train: Encoded, val: Encoded, *, epochs: int, lr: fl
 # ----------------------------------------------------------------------------------------------
 
 
-def _fingerprint(kind: str, sizes, seed: int, **extra) -> dict:
-    import torch
-    import transformers
+def _fingerprint(kind: str, prof, sizes, seed: int, *extra_modules, **settings) -> dict:
+    """:func:`ftbook.checkpoints.fingerprint` of an experiment: this module and the training code
+    (loop, optimizer groups and schedule, data), the base model, sizes and seed."""
+    from . import data, optim, training
+    from .checkpoints import fingerprint
+    from .models import source_fingerprint
 
-    return dict(kind=kind, version=EXPERIMENT_VERSION, sizes=dict(vars(sizes)), seed=seed,
-                torch=torch.__version__.split("+")[0], transformers=transformers.__version__, **extra)
+    return fingerprint(sys.modules[__name__], training, optim, data, *extra_modules, kind=kind,
+                       profile=prof.name, sizes=vars(sizes), seed=seed,
+                       base=source_fingerprint(str(base_checkpoint(prof))), **settings)
 
 
 def _cached_json(name: str, fingerprint: dict, compute: Callable[[], dict], log) -> dict:
@@ -356,24 +227,22 @@ def _check_domain(name: str) -> None:
         raise ValueError(f"unknown domain {name!r}; expected one of {', '.join(REVIEW_DOMAINS)}")
 
 
-def _base_fingerprint(prof) -> dict:
-    """Identify the starting checkpoint by the SHA-256 of its weights (its manifest when cached)."""
-    from .checkpoints import sha256_file
-
-    ckpt = base_checkpoint(prof)
-    weights = sorted(ckpt.glob("*.safetensors"))
-    return {"base": ckpt.name, "base_sha256": [sha256_file(w) for w in weights]}
+def _accuracy(model, data: Encoded) -> float:
+    return round(evaluate(model, data, batch_size=128)["accuracy"], 4)
 
 
-def _shift_run(ckpt: str, pretrained: bool, train: Encoded, val: Encoded, src_test: Encoded,
+def _shift_run(ckpt: str, pretrained: bool, train_data: Encoded, val: Encoded, src_test: Encoded,
                tgt_test: Encoded, *, epochs: int, lr: float, batch_size: int, seed: int) -> dict:
     """One domain-shift run: fine-tune, then accuracy on both domains' test sets."""
     model = new_classifier(ckpt, pretrained=pretrained, seed=seed)
-    hist = train_classifier(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size,
-                            weight_decay=0.01, seed=seed)
-    return {"source_acc": round(evaluate(model, src_test)[1], 4),
-            "target_acc": round(evaluate(model, tgt_test)[1], 4),
-            "val_acc": hist.val_acc, "train_loss": hist.train_loss}
+    curves = fine_tune(model, train_data, val, train_config(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
+    return {"source_acc": _accuracy(model, src_test), "target_acc": _accuracy(model, tgt_test),
+            "val_acc": curves["val_acc"], "train_loss": curves["train_loss"]}
+
+
+def _majority(labels: Sequence[int]) -> float:
+    p = sum(labels) / len(labels)
+    return round(max(p, 1 - p), 4)
 
 
 def domain_shift_experiment(source: str = "hotel", target: str = "book", profile: str | Profile | None = None,
@@ -398,32 +267,33 @@ def domain_shift_experiment(source: str = "hotel", target: str = "book", profile
         raise ValueError(f"source and target must differ, both are {source!r}")
     prof = get_profile(profile)
     s = prof.sizes("faq")
-    fp = _fingerprint("domain_shift", s, seed, source=source, target=target, profile=prof.name,
-                      **_base_fingerprint(prof))
+    fp = _fingerprint("domain_shift", prof, s, seed, source=source, target=target)
 
     def compute() -> dict:
         ckpt = base_checkpoint(prof)
         tok = load_tokenizer(ckpt)
         doms = reviews_by_domain(prof)
         src_te, tgt_te = doms[source]["test"], doms[target]["test"]  # whole test splits
-        enc = {
-            "src_tr": encode(tok, *balanced_subset(*doms[source]["train"], s.shift_train), s.max_length),
-            "tgt_tr": encode(tok, *balanced_subset(*doms[target]["train"], s.shift_train), s.max_length),
-            "src_val": encode(tok, *balanced_subset(*doms[source]["validation"], s.shift_eval), s.max_length),
-            "tgt_val": encode(tok, *balanced_subset(*doms[target]["validation"], s.shift_eval), s.max_length),
-            "src_te": encode(tok, *src_te, s.max_length),
-            "tgt_te": encode(tok, *tgt_te, s.max_length),
+
+        def enc(texts, labels):
+            return encode(texts, labels, tok, s.max_length, num_labels=2)
+
+        sets = {
+            "src_tr": enc(*balanced_subset(*doms[source]["train"], s.shift_train)),
+            "tgt_tr": enc(*balanced_subset(*doms[target]["train"], s.shift_train)),
+            "src_val": enc(*balanced_subset(*doms[source]["validation"], s.shift_eval)),
+            "tgt_val": enc(*balanced_subset(*doms[target]["validation"], s.shift_eval)),
+            "src_te": enc(*src_te), "tgt_te": enc(*tgt_te),
         }
         runs = {"scratch": (False, "src"), "pretrained": (True, "src"),
                 "scratch_target": (False, "tgt"), "pretrained_target": (True, "tgt")}
-        tasks = [((str(ckpt), pretrained, enc[f"{side}_tr"], enc[f"{side}_val"], enc["src_te"], enc["tgt_te"]),
+        tasks = [((str(ckpt), pretrained, sets[f"{side}_tr"], sets[f"{side}_val"], sets["src_te"], sets["tgt_te"]),
                   dict(epochs=s.shift_epochs, lr=s.shift_lr, batch_size=s.batch_size, seed=seed))
                  for pretrained, side in runs.values()]
         results = dict(zip(runs, run_all(_shift_run, tasks, workers, log=log, names=list(runs))))
-        return {"source": source, "target": target, "conditions": results, "n_train": len(enc["src_tr"]),
+        return {"source": source, "target": target, "conditions": results, "n_train": len(sets["src_tr"]),
                 "n_test": {source: len(src_te[0]), target: len(tgt_te[0])},
-                "majority": {source: round(max(p := sum(src_te[1]) / len(src_te[1]), 1 - p), 4),
-                             target: round(max(q := sum(tgt_te[1]) / len(tgt_te[1]), 1 - q), 4)}}
+                "majority": {source: _majority(src_te[1]), target: _majority(tgt_te[1])}}
 
     return _cached_json(f"faq-domain-shift-{source}-{target}-{prof.name}", fp, compute, log)
 
@@ -434,64 +304,51 @@ def _review_splits(prof, s, n_train: int, n_eval: int):
     ds = chinese_reviews(prof)
     ckpt = base_checkpoint(prof)
     tok = load_tokenizer(ckpt)
-    train = balanced_subset(ds["train"]["text"], ds["train"]["label"], n_train)
+    train_set = balanced_subset(ds["train"]["text"], ds["train"]["label"], n_train)
     val = balanced_subset(ds["validation"]["text"], ds["validation"]["label"], n_eval)
-    return ckpt, encode(tok, *train, s.max_length), encode(tok, *val, s.max_length)
+    return (ckpt, encode(*train_set, tok, s.max_length, num_labels=2),
+            encode(*val, tok, s.max_length, num_labels=2))
 
 
-def _sweep_run(ckpt: str, lr: float, train: Encoded, val: Encoded, *, epochs: int, batch_size: int,
+def _sweep_run(ckpt: str, lr: float, train_data: Encoded, val: Encoded, *, epochs: int, batch_size: int,
                seed: int) -> dict:
     """One learning rate of the confirmation sweep."""
     model = new_classifier(ckpt, seed=seed)
-    hist = train_classifier(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size,
-                            weight_decay=0.01, seed=seed)
-    return {"lr": lr, "val_acc": hist.val_acc, "train_loss": hist.train_loss}
+    curves = fine_tune(model, train_data, val, train_config(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed))
+    return {"lr": lr, "val_acc": curves["val_acc"], "train_loss": curves["train_loss"]}
 
 
 def lr_experiment(profile: str | Profile | None = None, seed: int = 0,
                   log: Callable[[str], None] | None = None, workers: int | None = None) -> dict:
     """Learning-rate range test when fine-tuning the pre-trained BERT, then a short sweep (FAQ 2).
 
-    Cached. Returns ``{"range": {"lrs", "losses", "smoothed", "suggested", "diverged_at"},
-    "sweep": {key: {"lr", "val_acc", "train_loss"}}}``; the sweep trains at the suggestion, 10x
-    below and 10x above it.
+    Cached. The range test takes the steps of the sweep's recipe (AdamW groups, weight decay
+    0.01, clipping at 1; :func:`ftbook.lr_finder.lr_range_test`). Returns ``{"range": {"lrs",
+    "losses", "smoothed", "suggested", "diverged_at"}, "sweep": {key: {"lr", "val_acc",
+    "train_loss"}}}``; the sweep trains at the suggestion, 10x below and 10x above it.
     """
+    from . import lr_finder
     from .lr_finder import lr_range_test, suggest_lr
 
     prof = get_profile(profile)
     s = prof.sizes("faq")
-    fp = _fingerprint("lr", s, seed, profile=prof.name, **_base_fingerprint(prof))
+    fp = _fingerprint("lr", prof, s, seed, lr_finder)
 
     def compute() -> dict:
-        import torch
-        import torch.nn.functional as F
-
-        ckpt, train, val = _review_splits(prof, s, s.lr_train, s.lr_eval)
-        gen = torch.Generator().manual_seed(seed)
-
-        def batches():
-            while True:
-                for idx in _batches(len(train), s.batch_size, gen):
-                    ids, mask, y = _trim(train, idx)
-                    yield (ids, mask), y
-
-        def loss_fn(model, batch):
-            (ids, mask), y = batch
-            return F.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, y)
-
+        ckpt, train_data, val = _review_splits(prof, s, s.lr_train, s.lr_eval)
         model = new_classifier(ckpt, seed=seed)
-        rt = lr_range_test(model, loss_fn, batches(), start_lr=1e-6, end_lr=1.0,
-                           num_steps=s.lr_range_steps)
+        rt = lr_range_test(model, train_data, batch_size=s.batch_size, start_lr=1e-6, end_lr=1.0,
+                           num_steps=s.lr_range_steps, weight_decay=0.01, max_grad_norm=1.0, seed=seed)
         suggested = suggest_lr(rt.lrs, rt.smoothed)
-        epochs = max(1, round(s.lr_sweep_steps * s.batch_size / len(train)))
+        epochs = max(1, round(s.lr_sweep_steps * s.batch_size / len(train_data)))
         lrs = (suggested / 10, suggested, suggested * 10)
-        tasks = [((str(ckpt), lr, train, val), dict(epochs=epochs, batch_size=s.batch_size, seed=seed))
+        tasks = [((str(ckpt), lr, train_data, val), dict(epochs=epochs, batch_size=s.batch_size, seed=seed))
                  for lr in lrs]
         runs = run_all(_sweep_run, tasks, workers, log=log, names=[f"lr {lr:.2e}" for lr in lrs])
         sweep = {f"{lr:.2e}": run for lr, run in zip(lrs, runs)}
         return {"range": {"lrs": rt.lrs, "losses": rt.losses, "smoothed": rt.smoothed,
                           "suggested": suggested, "diverged_at": rt.diverged_at},
-                "sweep": sweep, "epochs": epochs, "n_train": len(train)}
+                "sweep": sweep, "epochs": epochs, "n_train": len(train_data)}
 
     return _cached_json(f"faq-lr-{prof.name}", fp, compute, log)
 
@@ -505,17 +362,16 @@ OVERFIT_CONDITIONS = {
 }
 
 
-def _overfit_run(ckpt: str, dropout: float, weight_decay: float, early_stopping: bool, train: Encoded,
+def _overfit_run(ckpt: str, dropout: float, weight_decay: float, early_stopping: bool, train_data: Encoded,
                  val: Encoded, *, epochs: int, lr: float, batch_size: int, patience: int, seed: int) -> dict:
     """One condition of the over-fitting experiment; "kept" is the model training returns."""
     model = new_classifier(ckpt, dropout=dropout, seed=seed)
-    stopper = EarlyStopping(patience=patience) if early_stopping else None
-    hist = train_classifier(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size,
-                            weight_decay=weight_decay, early_stopping=stopper, seed=seed)
-    kept_loss, kept_acc = evaluate(model, val)
-    return {**hist.as_dict(), "dropout": dropout, "weight_decay": weight_decay,
-            "early_stopping": early_stopping, "kept_val_loss": round(kept_loss, 4),
-            "kept_val_acc": round(kept_acc, 4)}
+    config = train_config(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                          patience=patience if early_stopping else None, seed=seed)
+    curves = fine_tune(model, train_data, val, config)
+    kept = evaluate(model, val, batch_size=128)
+    return {**curves, "dropout": dropout, "weight_decay": weight_decay, "early_stopping": early_stopping,
+            "kept_val_loss": round(kept["loss"], 4), "kept_val_acc": round(kept["accuracy"], 4)}
 
 
 def overfitting_experiment(profile: str | Profile | None = None, seed: int = 0,
@@ -524,22 +380,21 @@ def overfitting_experiment(profile: str | Profile | None = None, seed: int = 0,
 
     Each condition fine-tunes the same pre-trained BERT for ``overfit_epochs`` epochs on
     ``overfit_train`` labelled reviews and is evaluated after every epoch.
-    Returns ``{"conditions": {name: history + "kept_val_loss", "kept_val_acc"}}``: the "kept" model
+    Returns ``{"conditions": {name: curves + "kept_val_loss", "kept_val_acc"}}``: the "kept" model
     is the last epoch's, or early stopping's best epoch.
     """
     prof = get_profile(profile)
     s = prof.sizes("faq")
-    fp = _fingerprint("overfit", s, seed, profile=prof.name, conditions=OVERFIT_CONDITIONS,
-                      **_base_fingerprint(prof))
+    fp = _fingerprint("overfit", prof, s, seed, conditions=OVERFIT_CONDITIONS)
 
     def compute() -> dict:
-        ckpt, train, val = _review_splits(prof, s, s.overfit_train, s.overfit_eval)
-        tasks = [((str(ckpt), dropout, wd, es, train, val),
+        ckpt, train_data, val = _review_splits(prof, s, s.overfit_train, s.overfit_eval)
+        tasks = [((str(ckpt), dropout, wd, es, train_data, val),
                   dict(epochs=s.overfit_epochs, lr=s.overfit_lr, batch_size=s.batch_size,
                        patience=s.overfit_patience, seed=seed))
                  for dropout, wd, es in OVERFIT_CONDITIONS.values()]
         runs = run_all(_overfit_run, tasks, workers, log=log, names=list(OVERFIT_CONDITIONS))
         out = dict(zip(OVERFIT_CONDITIONS, runs))
-        return {"conditions": out, "n_train": len(train), "n_val": len(val)}
+        return {"conditions": out, "n_train": len(train_data), "n_val": len(val)}
 
     return _cached_json(f"faq-overfit-{prof.name}", fp, compute, log)

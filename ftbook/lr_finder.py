@@ -5,15 +5,24 @@ Taught in chapter 14 (``chapters/14_tools_summary_faq.ipynb``, "FAQ 2：学习�
 Train for a few dozen steps while the learning rate grows exponentially from ``start_lr`` to
 ``end_lr``; record the (smoothed) loss at each step; stop once the loss explodes. The useful
 learning rates lie where the loss falls fastest, well below the one where it is lowest. The model
-and optimizer are restored afterwards, so the test leaves no trace.
+is restored afterwards, so the test leaves no trace.
+
+Each step is a step of the book's training loop: the batches of :func:`ftbook.training.epoch_batches`,
+forward and backward by :func:`ftbook.training.training_step` (default loss
+:func:`ftbook.training.cross_entropy_loss`), AdamW over :func:`ftbook.optim.param_groups`, and
+:func:`ftbook.training.optimizer_step` (clipping, step, schedule). Only the schedule differs:
+``torch.optim.lr_scheduler.ExponentialLR`` instead of warm-up and decay.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Sequence
+
+from .data import Encoded
 
 
 @dataclass
@@ -24,16 +33,9 @@ class RangeTestResult:
     diverged_at: float | None = None  # the lr at which the loss exploded, if it did
 
 
-def lr_range_test(model, loss_fn: Callable[[Any, Any], Any], batches: Iterable, *, start_lr: float = 1e-7,
-                  end_lr: float = 1.0, num_steps: int = 100, optimizer_cls=None, smooth: float = 0.05,
-                  diverge_factor: float = 4.0, **optimizer_kwargs) -> RangeTestResult:
-    """Run the range test; ``loss_fn(model, batch)`` returns a scalar loss tensor.
-
-    ``batches`` must yield at least ``num_steps`` batches. The model's weights are restored at the
-    end. The test stops early when the smoothed loss exceeds ``diverge_factor`` times its minimum.
-    """
-    import torch
-
+def _check_arguments(data, start_lr, end_lr, num_steps, smooth, diverge_factor) -> None:
+    if not isinstance(data, Encoded) or len(data) == 0:
+        raise ValueError("data must be a non-empty ftbook.data.Encoded set")
     if not (isinstance(start_lr, (int, float)) and isinstance(end_lr, (int, float))):
         raise TypeError("start_lr and end_lr must be numbers")
     if not 0 < start_lr < end_lr:
@@ -44,31 +46,54 @@ def lr_range_test(model, loss_fn: Callable[[Any, Any], Any], batches: Iterable, 
         raise ValueError(f"smooth must be in (0, 1], got {smooth}")
     if diverge_factor <= 1:
         raise ValueError(f"diverge_factor must be > 1, got {diverge_factor}")
-    optimizer_cls = optimizer_cls or torch.optim.AdamW
-    saved = copy.deepcopy(model.state_dict())
-    was_training = model.training
-    opt = optimizer_cls(model.parameters(), lr=start_lr, **optimizer_kwargs)
-    ratio = (end_lr / start_lr) ** (1 / (num_steps - 1))
-    res = RangeTestResult()
-    avg, best = 0.0, math.inf
-    it = iter(batches)
+
+
+def _checked(loss_fn: Callable) -> Callable:
+    import torch
+
+    def fn(model, batch):
+        loss = loss_fn(model, batch)
+        if not torch.is_tensor(loss) or loss.dim() != 0:
+            raise TypeError("loss_fn must return a scalar tensor (the summed loss of the batch)")
+        return loss
+
+    return fn
+
+
+def lr_range_test(model, data: Encoded, *, batch_size: int = 32, start_lr: float = 1e-7, end_lr: float = 1.0,
+                  num_steps: int = 100, loss_fn: Callable | None = None, weight_decay: float = 0.0,
+                  max_grad_norm: float | None = None, optimizer_cls=None, smooth: float = 0.05,
+                  diverge_factor: float = 4.0, seed: int = 0) -> RangeTestResult:
+    """Run the range test on ``data`` (batches of ``batch_size``, as many epochs as it takes).
+
+    ``loss_fn(model, batch)`` returns the *summed* loss of a batch, as for
+    :func:`ftbook.training.train` (default :func:`ftbook.training.cross_entropy_loss`); the
+    recorded loss is its mean per label. ``weight_decay`` / ``max_grad_norm`` as in the
+    training run the test calibrates. The model's weights and mode are restored at the end. The
+    test stops early when the smoothed loss exceeds ``diverge_factor`` times its minimum.
+    """
+    import torch
+
+    from .optim import param_groups
+    from .training import TrainConfig, cross_entropy_loss, epoch_batches, optimizer_step, training_step
+
+    _check_arguments(data, start_lr, end_lr, num_steps, smooth, diverge_factor)
+    config = TrainConfig(lr=start_lr, batch_size=batch_size, warmup_steps=0, schedule="constant",
+                         weight_decay=weight_decay, max_grad_norm=max_grad_norm, amp="off", seed=seed,
+                         progress=False)
+    saved, was_training = copy.deepcopy(model.state_dict()), model.training
+    opt = (optimizer_cls or torch.optim.AdamW)(param_groups(model, weight_decay), lr=start_lr)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=(end_lr / start_lr) ** (1 / (num_steps - 1)))
+    chunks = (c for epoch in itertools.count() for c in epoch_batches(data.lengths, epoch, config))
+    device, step_loss = next(model.parameters()).device, _checked(loss_fn or cross_entropy_loss)
+    res, avg, best = RangeTestResult(), 0.0, math.inf
+    torch.manual_seed(seed)  # dropout masks
     model.train()
     try:
         for step in range(num_steps):
-            lr = start_lr * ratio**step
-            for group in opt.param_groups:
-                group["lr"] = lr
-            try:
-                batch = next(it)
-            except StopIteration:
-                raise ValueError(f"batches ran out after {step} of num_steps={num_steps} steps") from None
-            loss = loss_fn(model, batch)
-            if not torch.is_tensor(loss) or loss.dim() != 0:
-                raise TypeError("loss_fn must return a scalar tensor")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            value = float(loss.item())
+            lr = sched.get_last_lr()[0]
+            value = training_step(model, data, next(chunks), config, device, loss_fn=step_loss, dtype=None,
+                                  scaler=None)
             avg = smooth * value + (1 - smooth) * avg
             smoothed = avg / (1 - (1 - smooth) ** (step + 1))
             res.lrs.append(lr)
@@ -78,7 +103,9 @@ def lr_range_test(model, loss_fn: Callable[[Any, Any], Any], batches: Iterable, 
                 res.diverged_at = lr
                 break
             best = min(best, smoothed)
+            optimizer_step(model, opt, sched, None, max_grad_norm)
     finally:
+        model.zero_grad(set_to_none=True)
         model.load_state_dict(saved)
         model.train(was_training)
     return res

@@ -1,6 +1,7 @@
 """Chapter 14's exercise checkers: a right and a wrong answer each, and bad inputs."""
 
 from ftbook.exercises import check
+from ftbook.exercises.ch14 import kept_epoch
 
 
 def keep_epoch_right(val_losses, patience):
@@ -19,6 +20,15 @@ def keep_epoch_argmin(val_losses, patience):  # ignores that training stopped ea
 
 def keep_epoch_last(val_losses, patience):
     return len(val_losses) - 1
+
+
+def test_kept_epoch_is_the_loops_early_stopping():
+    """The reference of q1 is ftbook.training.train itself: strict improvement only, stop after
+    ``patience`` evaluations without one, keep the best (never an epoch after the stop)."""
+    assert kept_epoch([0.9, 0.6, 0.7, 0.8, 0.5], patience=2) == 1  # stopped before 0.5
+    assert kept_epoch([0.9, 0.6, 0.7, 0.8, 0.5], patience=3) == 4
+    assert kept_epoch([0.5, 0.5, 0.5], patience=1) == 0  # equal is not better
+    assert kept_epoch([0.5, 0.4, 0.3, 0.2], patience=1) == 3
 
 
 def test_q1_right_function():

@@ -1,12 +1,11 @@
-"""ftbook.faq: domain rule, subsets, early stopping, masking, the tiny training loops (small)."""
-
-import math
+"""ftbook.faq: domain rule, subsets, the classifier, the FAQ recipe on ftbook.training (small)."""
 
 import pytest
 import torch
 
 from ftbook import faq
-
+from ftbook.data import encode
+from ftbook.training import evaluate
 
 
 def test_review_domain():
@@ -45,23 +44,6 @@ def test_balanced_subset():
         faq.balanced_subset(texts, labels, 1)
 
 
-def test_early_stopping_keeps_the_best_epoch():
-    stop = faq.EarlyStopping(patience=2)
-    decisions = [stop.step(x) for x in [1.0, 0.8, 0.9, 0.85]]
-    assert decisions == [False, False, False, True] and stop.best_epoch == 1
-    assert faq.best_epoch([0.9, 0.6, 0.7, 0.8, 0.5], patience=2) == 1  # 0.5 is never reached
-    assert faq.best_epoch([0.9, 0.6, 0.7, 0.8, 0.5], patience=3) == 4
-    assert faq.best_epoch([0.5, 0.5, 0.5], patience=1) == 0
-    with pytest.raises(ValueError, match="patience must be an int >= 1"):
-        faq.EarlyStopping(patience=0)
-    with pytest.raises(ValueError, match="min_delta"):
-        faq.EarlyStopping(min_delta=-1)
-    with pytest.raises(ValueError, match="real number"):
-        faq.EarlyStopping().step(float("nan"))
-    with pytest.raises(ValueError, match="empty"):
-        faq.best_epoch([], 2)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A tiny pre-trained-looking checkpoint: BertForMaskedLM weights + a character vocabulary."""
@@ -85,11 +67,6 @@ def tok(ckpt):
     return faq.load_tokenizer(ckpt)
 
 
-def test_encode_rejects_mismatched_labels(tok):
-    with pytest.raises(ValueError, match="differ in length"):
-        faq.encode(tok, ["好"], [0, 1], 8)
-
-
 def test_new_classifier_pretrained_or_not(ckpt):
     from safetensors.torch import load_file
 
@@ -105,30 +82,54 @@ def test_new_classifier_pretrained_or_not(ckpt):
         faq.new_classifier(ckpt, dropout=1.5)
 
 
-def test_tiny_classifier_learns_a_trivial_rule(ckpt, tok):
-    texts = ["好评很好", "差评很差"] * 16
-    labels = [1, 0] * 16
-    data = faq.encode(tok, texts, labels, 16)
-    model = faq.new_classifier(ckpt, pretrained=False, dropout=0.0)
-    hist = faq.train_classifier(model, data, data, epochs=8, lr=3e-3, batch_size=8)
-    assert hist.train_loss[-1] < hist.train_loss[0]
-    assert hist.val_acc[-1] == 1.0
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
-        faq.train_classifier(model, data, data, epochs=0, lr=1e-3, batch_size=8)
-    with pytest.raises(ValueError, match="lr must be > 0"):
-        faq.train_classifier(model, data, data, epochs=1, lr=0, batch_size=8)
+def keyword_set(tok, n_per_class=24, flip=False):
+    """Reviews whose label is one character ("好" positive, "差" negative) among shared noise."""
+    import random
+
+    rng = random.Random(0)
+    texts, labels = [], []
+    for i in range(2 * n_per_class):
+        label = i % 2
+        noise = [rng.choice("还行一般酒店书很") for _ in range(5)]
+        noise.insert(rng.randrange(6), "好" if label else "差")
+        texts.append("".join(noise))
+        labels.append(1 - label if flip else label)
+    return encode(texts, labels, tok, 16, num_labels=2)
 
 
-def test_early_stopping_restores_the_best_weights(ckpt, tok):
-    data = faq.encode(tok, ["好评很好", "差评很差"] * 8, [1, 0] * 8, 16)
-    flipped = faq.encode(tok, ["好评很好", "差评很差"] * 8, [0, 1] * 8, 16)
+def test_fine_tune_learns_a_keyword_far_above_chance(ckpt, tok):
+    train_set, val = keyword_set(tok), keyword_set(tok, 12)
     model = faq.new_classifier(ckpt, pretrained=False, dropout=0.0)
-    stopper = faq.EarlyStopping(patience=2)
-    hist = faq.train_classifier(model, data, flipped, epochs=20, lr=3e-3, batch_size=8, early_stopping=stopper)
-    assert hist.stopped_epoch is not None and hist.stopped_epoch < 19
-    assert hist.best_epoch == stopper.best_epoch
-    loss, _ = faq.evaluate(model, flipped)
-    assert math.isclose(loss, hist.val_loss[hist.best_epoch], rel_tol=1e-4)
+    config = faq.train_config(epochs=8, lr=1e-2, batch_size=8)
+    curves = faq.fine_tune(model, train_set, val, config)
+    assert len(curves["train_loss"]) == len(curves["val_loss"]) == len(curves["val_acc"]) == 8
+    assert curves["steps"] == 8 * 6 and curves["stopped_epoch"] is None
+    assert curves["train_loss"][-1] < curves["train_loss"][0] - 0.3
+    assert curves["val_acc"][-1] >= 0.9  # chance is 0.5
+    # no early stopping: the model kept is the last epoch's
+    assert evaluate(model, val)["loss"] == pytest.approx(curves["val_loss"][-1], rel=1e-4)
+
+
+def test_train_config_is_the_faq_recipe():
+    config = faq.train_config(epochs=3, lr=1e-3, batch_size=32, patience=3)
+    assert (config.metric_for_best_model, config.greater_is_better, config.load_best) == ("loss", False, True)
+    assert (config.schedule, config.warmup_ratio, config.max_grad_norm, config.decay_norm_and_bias) == \
+        ("linear", 0.1, 1.0, False)
+    assert faq.train_config(epochs=3, lr=1e-3, batch_size=32).patience is None
+    assert not faq.train_config(epochs=3, lr=1e-3, batch_size=32).load_best  # keeps the last epoch
+
+
+def test_early_stopping_on_validation_loss_keeps_the_best_epoch(ckpt, tok):
+    """Validation labels flipped: the better the model learns, the worse its validation loss, so
+    early stopping must stop long before the last epoch and restore the best epoch's weights."""
+    train_set, flipped = keyword_set(tok), keyword_set(tok, 12, flip=True)
+    model = faq.new_classifier(ckpt, pretrained=False, dropout=0.0)
+    curves = faq.fine_tune(model, train_set, flipped, faq.train_config(epochs=20, lr=1e-2, batch_size=8, patience=2))
+    assert curves["stopped_epoch"] is not None and curves["stopped_epoch"] < 19
+    assert curves["stopped_epoch"] == curves["best_epoch"] + 2
+    assert curves["val_loss"][curves["best_epoch"]] == min(curves["val_loss"])
+    assert evaluate(model, flipped)["loss"] == pytest.approx(curves["val_loss"][curves["best_epoch"]], rel=1e-4)
+    assert curves["val_loss"][-1] > curves["val_loss"][curves["best_epoch"]]
 
 
 def test_domain_shift_bad_arguments():

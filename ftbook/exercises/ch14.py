@@ -1,7 +1,9 @@
 """Checkers for the exercises of chapter 14 (``chapters/14_tools_summary_faq.ipynb``).
 
 * ``ch14.q1``: write ``keep_epoch(val_losses, patience)``: the 0-based epoch whose weights early
-  stopping keeps. Checked against :func:`ftbook.faq.best_epoch` on several histories.
+  stopping keeps. Checked on several histories against the book's loop itself
+  (:func:`ftbook.training.train` with ``metric_for_best_model="loss"``, as in :mod:`ftbook.faq`),
+  run on a stub model whose validation loss after each epoch is scripted.
 * ``ch14.q2``: gradient × input by hand. A linear "model" scores a sentence as ``w · (e1 + e2 + e3)``
   with ``w = [1, -2]`` and token embeddings ``e1 = [2, 1]``, ``e2 = [0, -1]``, ``e3 = [3, 1]``.
   Give the three token saliencies. Expected ``[0, 2, 1]``.
@@ -33,15 +35,39 @@ _HISTORIES = [
 ]
 
 
+def kept_epoch(val_losses, patience: int) -> int:
+    """The 0-based epoch whose weights :func:`ftbook.training.train` keeps when it stops early on
+    the validation loss with ``patience``, for a run whose validation losses are ``val_losses``
+    (the loop runs for real, one step per epoch, on a two-parameter stub model)."""
+    import torch
+
+    from ..data import Encoded
+    from ..training import TrainConfig, train
+
+    class Stub(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(2))
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.bias.expand(input_ids.size(0), 2)
+
+    scripted = iter(val_losses)
+    config = TrainConfig(lr=1e-3, epochs=len(val_losses), batch_size=2, warmup_ratio=0.0,
+                         metric_for_best_model="loss", greater_is_better=False, patience=patience,
+                         progress=False)
+    result = train(Stub(), Encoded([[1], [1]], [0, 1]), Encoded([[1]], [0]), config,
+                   evaluate_fn=lambda model, data: {"loss": next(scripted)})
+    return result.history.index(result.best)
+
+
 @exercise("ch14.q1")
 def _q1(answer) -> None:
     """写一个函数 keep_epoch(val_losses, patience)，返回早停最终保留的那个 epoch（从 0 开始）。"""
-    from ..faq import best_epoch
-
     if not callable(answer):
         raise TypeError(f"请把函数本身传进来（keep_epoch），而不是 {type(answer).__name__}")
     for losses, patience in _HISTORIES:
-        expected = best_epoch(losses, patience)
+        expected = kept_epoch(losses, patience)
         try:
             got = answer(list(losses), patience)
         except Exception as exc:  # the reader's code failed: say on which input

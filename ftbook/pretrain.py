@@ -1,17 +1,21 @@
 """Pre-training a small Chinese BERT with masked language modelling (MLM).
 
-Taught in chapter 9 (``chapters/09_pretraining.ipynb``, "预训练"). Other chapters (2, 10, ...) get
-the book's Chinese model from :func:`pretrained_chinese_bert`, which trains it once and caches it.
+Taught in chapter 9 (``chapters/09_pretraining.ipynb``, "预训练"). Other chapters (2, 10, 13, 14)
+get the book's Chinese model from :func:`pretrained_chinese_bert`, which trains it once and caches it.
 
 * :func:`mask_tokens` - BERT's 80/10/10 masking rule, the same statistics as
   ``transformers.DataCollatorForLanguageModeling`` (tested).
 * :func:`pretraining_corpus` - the TRAIN split texts of the bundled Chinese reviews (labels are
   never read; validation and test texts are never seen by pre-training).
-* :func:`pretrain_mlm` - the training loop (whole texts, one review per sequence, dynamic padding).
+* :func:`mlm_dataset` / :class:`MaskedLMLoss` / :func:`pretrain_mlm` - MLM through the book's one
+  training loop (:func:`ftbook.training.train`): whole texts, one review per sequence, dynamic
+  padding; every batch is masked afresh as it comes (dynamic masking), and the vocabulary head
+  runs only at the masked positions (:func:`mlm_loss`).
 * :func:`pretrained_chinese_bert` - a cached checkpoint dir (``config.json``, ``model.safetensors``,
   ``vocab.txt``, tokenizer files, ``train_log.json``) that ``from_pretrained`` loads.
 * :func:`label_budget_experiment` - "why pre-train": fine-tune on 100 / 300 / 1000 / all labels,
-  pre-trained vs randomly initialised (cached as a small JSON).
+  pre-trained vs randomly initialised, each run through :func:`ftbook.training.train` (cached as a
+  small JSON).
 
 Text cleaning: the vocabulary is built from the raw (stripped, de-duplicated) review texts; no
 further cleaning is applied, so the tokenizer sees exactly the characters the vocabulary counted.
@@ -19,16 +23,16 @@ further cleaning is applied, so the tokenizer sees exactly the characters the vo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import Profile, get_profile, register_sizes
-
-FORMAT_VERSION = 2  # bump when the training code changes what a checkpoint contains
 
 register_sizes(
     "pretrain",
@@ -131,26 +135,25 @@ def corpus_digest(texts: Sequence[str]) -> str:
 
 
 def encode_corpus(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids of every text with ``[CLS] ... [SEP]``, truncated to ``max_length``."""
+    """Token ids of every text with ``[CLS] ... [SEP]``, truncated to ``max_length`` (no padding:
+    :class:`ftbook.data.DynamicPaddingCollator` pads each batch to its longest text)."""
     if max_length < 3:
         raise ValueError(f"max_length must be >= 3 ([CLS] x [SEP]), got {max_length}")
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     return [list(ids) for ids in enc["input_ids"]]
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0):
-    """Pad to the longest sequence in the batch: ``(input_ids, attention_mask)`` LongTensors."""
-    import torch
+def mlm_dataset(encoded: Sequence[Sequence[int]], tokenizer) -> "Encoded":  # noqa: F821
+    """The token ids as an :class:`ftbook.data.Encoded` with *token* labels: each token's own id
+    where MLM may pick it as a target, ``IGNORE_INDEX`` on special tokens (``[CLS]``, ``[SEP]``,
+    ...; batches pad with ``IGNORE_INDEX`` too). :class:`MaskedLMLoss` draws the targets among
+    these candidates, batch by batch."""
+    from .data import IGNORE_INDEX, Encoded
 
-    if not seqs:
-        raise ValueError("cannot pad an empty batch")
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
+    specials = set(tokenizer.all_special_ids)
+    ids = [list(x) for x in encoded]
+    labels = [[IGNORE_INDEX if t in specials else t for t in x] for x in ids]
+    return Encoded(ids, labels, pad_token_id=int(tokenizer.pad_token_id))
 
 
 def build_tokenizer(texts: Sequence[str], folder: str | Path, min_freq: int = 2, max_length: int = 512):
@@ -177,20 +180,67 @@ def bert_config(vocab_size: int, sizes) -> "transformers.BertConfig":  # noqa: F
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def mlm_loss(model, input_ids, attention_mask, labels):
+def _masked_logits(model, input_ids, attention_mask, selected):
+    """Vocabulary logits ``(M, V)`` of the ``M`` positions where ``selected`` is True only."""
+    hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    return model.cls(hidden[selected])                                                        # (M, V)
+
+
+def mlm_loss(model, input_ids, attention_mask, labels, reduction: str = "mean"):
     """``BertForMaskedLM``'s loss, with the vocabulary projection computed only where it counts.
 
     ``model(input_ids, attention_mask, labels=labels).loss`` projects *every* position onto the
     vocabulary, then ignores the ~85% whose label is -100. Projecting only the masked positions
     gives the same loss and gradients (tested) at a fraction of the cost: with a 3,776-character
     vocabulary and hidden size 128, the head is most of a tiny model's compute.
+    ``reduction="sum"`` gives the summed loss that :func:`ftbook.training.train` expects.
     """
     import torch.nn.functional as F
 
-    hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     selected = labels != -100                                   # (B, T) bool
-    logits = model.cls(hidden[selected])                        # (M, V): M masked positions only
-    return F.cross_entropy(logits, labels[selected])
+    logits = _masked_logits(model, input_ids, attention_mask, selected)
+    return F.cross_entropy(logits, labels[selected], reduction=reduction)
+
+
+class MaskedLMLoss:
+    """The ``loss_fn`` of :func:`ftbook.training.train` for MLM (dynamic masking).
+
+    Each batch of :func:`mlm_dataset` arrives unmasked; :meth:`mask` draws its targets with
+    :func:`mask_tokens` (a generator seeded once, so a run is reproducible) among the tokens
+    whose label is not ``IGNORE_INDEX``, and the loss is :func:`mlm_loss` over the targets.
+
+    The loop divides a step's summed loss by the labels it counts *before* the forward pass -
+    here every candidate token - so the sum is rescaled by ``candidates / targets``: the step's
+    loss is then exactly the mean cross-entropy over the masked positions (one micro-batch per
+    step, one process, as :func:`pretrain_mlm` runs), what ``BertForMaskedLM(labels=...)`` gives.
+    """
+
+    def __init__(self, *, mask_token_id: int, vocab_size: int, mlm_probability: float = 0.15,
+                 seed: int = 0):
+        import torch
+
+        self.mask_token_id, self.vocab_size, self.mlm_probability = mask_token_id, vocab_size, mlm_probability
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def mask(self, batch: dict):
+        """``(inputs, labels)`` of a padded batch (on the CPU): masked ids, and labels that are
+        ``-100`` everywhere but at the targets."""
+        from .data import IGNORE_INDEX
+
+        return mask_tokens(batch["input_ids"].cpu(), (batch["labels"] == IGNORE_INDEX).cpu(),
+                           mask_token_id=self.mask_token_id, vocab_size=self.vocab_size,
+                           mlm_probability=self.mlm_probability, generator=self.generator)
+
+    def __call__(self, model, batch: dict):
+        from .data import IGNORE_INDEX
+
+        inputs, labels = self.mask(batch)
+        device = batch["input_ids"].device
+        summed = mlm_loss(model, inputs.to(device), batch["attention_mask"], labels.to(device), reduction="sum")
+        candidates = int((batch["labels"] != IGNORE_INDEX).sum())
+        return summed * (candidates / max(1, int((labels != IGNORE_INDEX).sum())))
 
 
 def pretrain_mlm(model, encoded: Sequence[Sequence[int]], *, tokenizer, steps: int, batch_size: int,
@@ -199,69 +249,63 @@ def pretrain_mlm(model, encoded: Sequence[Sequence[int]], *, tokenizer, steps: i
                  log: Callable[[str], None] | None = None) -> list[dict]:
     """Train ``model`` (a ``BertForMaskedLM``) with MLM on ``encoded`` texts; return the loss log.
 
-    Each step takes ``batch_size`` whole texts (shuffled, epoch after epoch), pads them to the
-    longest, masks them with :func:`mask_tokens`; the loss is :func:`mlm_loss` (the vocabulary
-    head only at masked positions); AdamW with linear warm-up and decay. The log
+    Runs :func:`ftbook.training.train` for ``steps`` optimizer steps over :func:`mlm_dataset`
+    (``batch_size`` whole texts a step, shuffled epoch after epoch, padded to the longest) with
+    ``loss_fn`` :class:`MaskedLMLoss`; hence AdamW over :func:`ftbook.optim.param_groups` (no
+    decay for biases and LayerNorm), the linear schedule of :func:`ftbook.optim.get_scheduler`
+    (lr 0 at the first step, peak after ``warmup_steps``), gradients clipped to norm 1. The log
     holds ``{"step", "loss", "seconds"}`` averaged over each ``log_every`` steps.
     """
-    import torch
+    from dataclasses import replace
 
-    from .optim import get_linear_schedule_with_warmup
+    from .distributed import world
+    from .training import TrainConfig, steps_per_epoch, train
 
     if steps <= 0 or batch_size <= 0:
         raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
     if len(encoded) < batch_size:
         raise ValueError(f"need at least batch_size={batch_size} texts, got {len(encoded)}")
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=warmup_steps, num_training_steps=steps)
-    specials = set(tokenizer.all_special_ids)
-    vocab_size = len(tokenizer)
-    model.train()
-    history, running, count, start = [], 0.0, 0, time.perf_counter()
-    order, pos = torch.randperm(len(encoded), generator=gen).tolist(), 0
-    for step in range(steps):
-        if pos + batch_size > len(order):
-            order, pos = torch.randperm(len(encoded), generator=gen).tolist(), 0
-        batch = [encoded[i] for i in order[pos: pos + batch_size]]
-        pos += batch_size
-        ids, attn = pad_batch(batch, tokenizer.pad_token_id)
-        special = torch.tensor([[t in specials for t in row] for row in ids.tolist()])
-        inputs, labels = mask_tokens(ids, special, mask_token_id=tokenizer.mask_token_id,
-                                     vocab_size=vocab_size, mlm_probability=mlm_probability,
-                                     generator=gen)
-        loss = mlm_loss(model, inputs, attn, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        running += loss.item()
-        count += 1
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            history.append({"step": step + 1, "loss": round(running / count, 4),
-                            "seconds": round(time.perf_counter() - start, 1)})
-            if log:
-                log(f"[ftbook] pretrain step {step + 1}/{steps} loss {running / count:.4f}")
-            running, count = 0.0, 0
+    if world()[1] > 1:  # mlm_loss calls model.bert / model.cls directly: no DDP gradient sync
+        raise RuntimeError("pretrain_mlm runs in a single process (no torchrun)")
+    data = mlm_dataset(encoded, tokenizer)
+    config = TrainConfig(lr=lr, max_steps=steps, batch_size=batch_size, warmup_steps=warmup_steps,
+                         weight_decay=weight_decay, max_grad_norm=1.0, patience=None, seed=seed,
+                         progress=False)
+    config = replace(config, epochs=math.ceil(steps / steps_per_epoch(len(data), config)))
+    loss_fn = MaskedLMLoss(mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
+                           mlm_probability=mlm_probability, seed=seed)
+    history, start = [], time.perf_counter()
+
+    def on_step(state) -> None:
+        if state.step % log_every and state.step != steps:
+            return
+        done = history[-1]["step"] if history else 0
+        loss = sum(state.losses[done:]) / (state.step - done)
+        history.append({"step": state.step, "loss": round(loss, 4),
+                        "seconds": round(time.perf_counter() - start, 1)})
+        if log:
+            log(f"[ftbook] pretrain step {state.step}/{steps} loss {loss:.4f}")
+
+    train(model, data, None, config, loss_fn=loss_fn, on_step=on_step)
     model.eval()
     return history
 
 
-def _fingerprint(sizes, texts: Sequence[str]) -> dict:
-    import transformers
+PRETRAIN_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "max_length", "min_freq", "batch_size", "steps", "lr", "warmup_steps", "weight_decay",
+                 "mlm_probability", "log_every", "seed")  # the sizes that change the checkpoint
 
-    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-            "max_length", "min_freq", "batch_size", "steps", "lr", "warmup_steps", "weight_decay",
-            "mlm_probability", "seed")
-    fp = {k: getattr(sizes, k) for k in keys}
-    fp.update(format=FORMAT_VERSION, corpus=corpus_digest(texts), n_texts=len(texts),
-              transformers=transformers.__version__.split(".")[0])
-    return fp
+
+def _fingerprint(sizes, texts: Sequence[str]) -> dict:
+    """:func:`ftbook.checkpoints.fingerprint` of the pre-trained checkpoint: the code that builds
+    it (this module, the training loop, the optimizer rules, batching, the vocabulary), the sizes
+    in :data:`PRETRAIN_KEYS`, and the corpus."""
+    from . import data, optim, training, vocab
+    from .checkpoints import fingerprint
+
+    return fingerprint(sys.modules[__name__], training, optim, data, vocab,
+                       **{k: getattr(sizes, k) for k in PRETRAIN_KEYS},
+                       corpus=corpus_digest(texts), n_texts=len(texts))
 
 
 def _hub_snapshot(repo_id: str) -> Path:
@@ -284,9 +328,9 @@ def pretrained_chinese_bert(profile: str | Profile | None = None, *, root: str |
     """Directory of the book's pre-trained Chinese BERT (``from_pretrained`` loads it).
 
     ``tiny``: a small character-level BERT pre-trained with MLM on the TRAIN split of the bundled
-    reviews, built once and cached with :func:`ftbook.checkpoints.cached` (fingerprint: every
-    size, the seed, the corpus hash); a corrupted cache is rebuilt. ``full``: a local snapshot of
-    the hub's ``bert-base-chinese`` (needs internet; offline -> ``ResourceUnavailableError``).
+    reviews, built once and cached with :func:`ftbook.checkpoints.cached` (fingerprint: the code,
+    every size, the seed, the corpus hash); a corrupted cache is rebuilt. ``full``: a local
+    snapshot of the hub's ``bert-base-chinese`` (needs internet; offline -> ``ResourceUnavailableError``).
     """
     from .checkpoints import cached
 
@@ -302,7 +346,6 @@ def pretrained_chinese_bert(profile: str | Profile | None = None, *, root: str |
         from transformers import BertForMaskedLM
 
         log(f"[ftbook] pre-training the book's Chinese BERT ({sizes.steps} steps; cached afterwards)")
-        torch.manual_seed(sizes.seed)
         tok = build_tokenizer(texts, tmp, min_freq=sizes.min_freq, max_length=sizes.max_length)
         encoded = encode_corpus(tok, texts, sizes.max_length)
         torch.manual_seed(sizes.seed)
@@ -351,42 +394,61 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 3) -> list[list[tuple[st
 
 def masked_accuracy(model, tokenizer, texts: Sequence[str], max_length: int = 64, seed: int = 0,
                     batch_size: int = 64) -> float:
-    """Share of masked characters the model predicts exactly (15% masking, fixed seed)."""
+    """Share of masked characters the model predicts exactly (15% masking, fixed seed; batches of
+    :func:`mlm_dataset` masked by :meth:`MaskedLMLoss.mask`)."""
     import torch
 
-    encoded = encode_corpus(tokenizer, texts, max_length)
-    gen = torch.Generator().manual_seed(seed)
-    specials = set(tokenizer.all_special_ids)
+    data = mlm_dataset(encode_corpus(tokenizer, texts, max_length), tokenizer)
+    masker = MaskedLMLoss(mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer), seed=seed)
     right = total = 0
     model.eval()
     with torch.no_grad():
-        for i in range(0, len(encoded), batch_size):
-            ids, attn = pad_batch(encoded[i: i + batch_size], tokenizer.pad_token_id)
-            special = torch.tensor([[t in specials for t in row] for row in ids.tolist()])
-            inputs, labels = mask_tokens(ids, special, mask_token_id=tokenizer.mask_token_id,
-                                         vocab_size=len(tokenizer), generator=gen)
-            pred = model(input_ids=inputs, attention_mask=attn).logits.argmax(-1)
-            sel = labels != -100
-            right += int((pred[sel] == labels[sel]).sum())
-            total += int(sel.sum())
+        for i in range(0, len(data), batch_size):
+            batch = data.batch(range(i, min(i + batch_size, len(data))))
+            inputs, labels = masker.mask(batch)
+            selected = labels != -100
+            pred = _masked_logits(model, inputs, batch["attention_mask"], selected).argmax(-1)
+            right += int((pred == labels[selected]).sum())
+            total += int(selected.sum())
     return right / max(total, 1)
 
 
 # ----------------------------------------------------------------------------------------------
 # Why pre-train: label budgets
 # ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _no_datasets_bars():
+    """No ``datasets`` progress bars inside the block (restored afterwards)."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
 def finetune_accuracy(checkpoint: str | Path, train_texts, train_labels, eval_texts, eval_labels, *,
                       pretrained: bool, steps: int, lr: float, batch_size: int = 32,
                       max_length: int = 64, seed: int = 0) -> float:
     """Fine-tune a sequence classifier for ``steps`` steps and return its accuracy on the eval set.
 
     ``pretrained=True`` starts from ``checkpoint``'s weights; ``False`` from a random
-    initialisation of the same architecture and vocabulary (the control).
+    initialisation of the same architecture and vocabulary (the control). Training is
+    :func:`ftbook.training.train` with its defaults (AdamW, weight decay 0.01 but not on biases
+    and LayerNorm, 10% linear warm-up then linear decay, clipping at 1) for exactly ``steps``
+    steps of ``batch_size`` texts (a small set is repeated for as many epochs as that takes);
+    accuracy is :func:`ftbook.training.evaluate` on the eval set.
     """
+    from dataclasses import replace
+
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from .optim import get_linear_schedule_with_warmup
+    from .data import encode
+    from .training import TrainConfig, evaluate, steps_per_epoch, train
     from .vocab import char_tokenizer
 
     if len(train_texts) != len(train_labels) or len(eval_texts) != len(eval_labels):
@@ -394,6 +456,9 @@ def finetune_accuracy(checkpoint: str | Path, train_texts, train_labels, eval_te
     if not train_texts:
         raise ValueError("no training texts")
     tok = char_tokenizer(Path(checkpoint) / "vocab.txt", model_max_length=max_length)
+    with _no_datasets_bars():  # run in a worker, the bars would land in the notebook's output
+        train_data = encode(train_texts, list(train_labels), tok, max_length, num_labels=2)
+        eval_data = encode(eval_texts, list(eval_labels), tok, max_length, num_labels=2)
     torch.manual_seed(seed)
     if pretrained:
         from .resources import quiet_load  # the MLM head is dropped, the new classifier is "missing"
@@ -401,35 +466,11 @@ def finetune_accuracy(checkpoint: str | Path, train_texts, train_labels, eval_te
         model = quiet_load(lambda: BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2))
     else:
         model = BertForSequenceClassification(BertConfig.from_pretrained(checkpoint, num_labels=2))
-    gen = torch.Generator().manual_seed(seed)
-    enc = encode_corpus(tok, train_texts, max_length)
-    y = torch.tensor(list(train_labels))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=max(1, steps // 10), num_training_steps=steps)
-    bs = min(batch_size, len(enc))
-    model.train()
-    order, pos = torch.randperm(len(enc), generator=gen).tolist(), 0
-    for _ in range(steps):
-        if pos + bs > len(order):
-            order, pos = torch.randperm(len(enc), generator=gen).tolist(), 0
-        idx = order[pos: pos + bs]
-        pos += bs
-        ids, attn = pad_batch([enc[i] for i in idx], tok.pad_token_id)
-        loss = model(input_ids=ids, attention_mask=attn, labels=y[idx]).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-    model.eval()
-    eval_enc = encode_corpus(tok, eval_texts, max_length)
-    right = 0
-    with torch.no_grad():
-        for i in range(0, len(eval_enc), 128):
-            ids, attn = pad_batch(eval_enc[i: i + 128], tok.pad_token_id)
-            pred = model(input_ids=ids, attention_mask=attn).logits.argmax(-1)
-            right += int((pred == torch.tensor(list(eval_labels[i: i + 128]))).sum())
-    return right / len(eval_enc)
+    config = TrainConfig(lr=lr, max_steps=steps, batch_size=min(batch_size, len(train_data)),
+                         patience=None, load_best=False, seed=seed, progress=False)
+    config = replace(config, epochs=math.ceil(steps / steps_per_epoch(len(train_data), config)))
+    train(model, train_data, None, config)
+    return evaluate(model, eval_data, batch_size=128)["accuracy"]
 
 
 def _run_tasks(tasks, workers: int | None, log) -> dict:
@@ -443,42 +484,52 @@ def _run_tasks(tasks, workers: int | None, log) -> dict:
     return {(n, name): round(acc, 4) for (n, name, _, _), acc in zip(tasks, accs)}
 
 
+def _budget_data(prof: Profile, sizes) -> tuple[list[str], list[int], list[str], list[int]]:
+    """``(texts, labels, eval_texts, eval_labels)``: the train split in a fixed shuffle (budget
+    ``n`` takes the first ``n``: nested subsets) and the first ``ft_eval_max`` test examples."""
+    import random
+
+    from .resources import chinese_reviews
+
+    ds = chinese_reviews(prof)
+    train, test = ds["train"], ds["test"]
+    order = list(range(len(train)))
+    random.Random(sizes.seed).shuffle(order)
+    all_texts, all_labels = list(train["text"]), list(train["label"])
+    n_eval = len(test) if sizes.ft_eval_max is None else min(len(test), sizes.ft_eval_max)
+    return ([all_texts[i] for i in order], [all_labels[i] for i in order],
+            list(test["text"][:n_eval]), list(test["label"][:n_eval]))
+
+
 def label_budget_experiment(profile: str | Profile | None = None, *, root: str | Path | None = None,
                             log: Callable[[str], None] = print, workers: int | None = None) -> dict:
     """Test accuracy after fine-tuning on 100 / 300 / 1000 / all labels, pre-trained vs random init.
 
-    Every run takes the same number of optimiser steps (``ft_steps``) so the two starts get equal
-    compute; subsets are the first ``n`` texts of a fixed shuffle of the train split (nested).
-    Cached as ``results.json``; returns ``{"rows": [{"labels", "pretrained", "random"}], ...}``.
+    Every run (:func:`finetune_accuracy`) takes the same number of optimiser steps (``ft_steps``)
+    so the two starts get equal compute; subsets are the first ``n`` texts of a fixed shuffle of
+    the train split (nested). Cached as ``results.json`` (fingerprint: the code, the checkpoint's
+    SHA-256, the settings, the data); returns ``{"rows": [{"labels", "pretrained", "random"}], ...}``.
     The independent runs go to :func:`ftbook.workers.run_all` (``workers=None``: up to 2 processes,
     one thread each; the results do not depend on ``workers``).
     """
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    from .checkpoints import cached
-    from .resources import chinese_reviews
+    from . import data, optim, training, vocab
+    from .checkpoints import cached, fingerprint
 
     prof = get_profile(profile)
     sizes = prof.sizes("pretrain")
     ckpt = pretrained_chinese_bert(prof, root=root, log=log)
     manifest = json.loads((ckpt / "MANIFEST.json").read_text(encoding="utf-8"))
-    fingerprint = {"checkpoint": manifest["files"]["model.safetensors"]["sha256"],
-                   "budgets": list(sizes.budgets), "ft_steps": sizes.ft_steps, "ft_lr": sizes.ft_lr,
-                   "ft_batch_size": sizes.ft_batch_size, "ft_eval_max": sizes.ft_eval_max,
-                   "max_length": sizes.max_length, "seed": sizes.seed, "format": FORMAT_VERSION,
-                   "threads": 1}
+    texts, labels, eval_texts, eval_labels = _budget_data(prof, sizes)
+    fp = fingerprint(sys.modules[__name__], training, optim, data, vocab,
+                     checkpoint=manifest["files"]["model.safetensors"]["sha256"],
+                     **{k: getattr(sizes, k) for k in ("budgets", "ft_steps", "ft_lr", "ft_batch_size",
+                                                       "ft_eval_max", "max_length", "seed")},
+                     data=corpus_digest(texts + eval_texts + [str(y) for y in labels + eval_labels]),
+                     threads=1)
 
     def build(tmp: Path) -> None:
-        import random
-
-        ds = chinese_reviews(prof)
-        train, test = ds["train"], ds["test"]
-        order = list(range(len(train)))
-        random.Random(sizes.seed).shuffle(order)
-        texts = [train[i]["text"] for i in order]
-        labels = [train[i]["label"] for i in order]
-        n_eval = len(test) if sizes.ft_eval_max is None else min(len(test), sizes.ft_eval_max)
-        eval_texts, eval_labels = list(test["text"][:n_eval]), list(test["label"][:n_eval])
         tasks = []
         for budget in sizes.budgets:
             n = len(texts) if budget is None else budget
@@ -491,9 +542,10 @@ def label_budget_experiment(profile: str | Profile | None = None, *, root: str |
         for budget in sizes.budgets:
             n = len(texts) if budget is None else budget
             rows.append({"labels": n, "pretrained": accs[(n, "pretrained")], "random": accs[(n, "random")]})
+        n_eval = len(eval_labels)
         result = {"rows": rows, "eval_split": "test", "n_eval": n_eval, "steps": sizes.ft_steps,
                   "majority": round(max(sum(eval_labels), n_eval - sum(eval_labels)) / n_eval, 4)}
         (tmp / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
 
-    folder = cached(f"label-budgets-{prof.name}", build, fingerprint, root=root, log=log)
+    folder = cached(f"label-budgets-{prof.name}", build, fp, root=root, log=log)
     return json.loads((folder / "results.json").read_text(encoding="utf-8"))

@@ -60,14 +60,16 @@ def one_thread():
 
 
 def _call(fn: Callable, args: tuple, kwargs: dict):
+    import datasets
     import torch
     from transformers.utils import logging as hf_logging
 
     torch.set_num_threads(1)
     # a worker's output would land in the middle of the notebook's: keep loading reports and
-    # progress bars quiet (errors still come back to the caller as exceptions)
+    # progress bars (transformers' and datasets' "Map") quiet; errors still come back as exceptions
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     return fn(*args, **kwargs)
 
 

@@ -353,7 +353,9 @@ def _build_report(track: str, prof: Profile, train_limit: int | None, seed: int)
                         "tune_seconds": round(time.perf_counter() - t0, 3), "grid": table}
     test_texts, test_labels = _as_xy(ds["test"], "test")  # the only read of the test split
     for name, best in chosen.items():
-        report[name]["test_accuracy"] = float(accuracy_score(test_labels, best.predict(test_texts)))
+        predictions = best.predict(test_texts)
+        report[name]["test_accuracy"] = float(accuracy_score(test_labels, predictions))
+        report[name]["test_predictions"] = [int(y) for y in predictions]  # for error analysis
     report.update(track=track, profile=prof.name, train_limit=train_limit, seed=seed,
                   analyzer=default_analyzer(track),
                   sizes={"train": len(labels), "train_available": available,
@@ -372,8 +374,8 @@ def baseline_report(track: str = "chinese", profile: str | Profile | None = None
     only then is the test split read, once, to score the two chosen pipelines. ``train_limit``
     keeps a label budget (:func:`label_budget_indices` with ``seed``); ``None`` keeps all.
     Returns ``{"tfidf_lr": {...}, "naive_bayes": {...}, "sizes", "majority", ...}`` where each
-    model has ``params``, ``val_accuracy``, ``test_accuracy``, ``fit_seconds``, ``tune_seconds``
-    and its ``grid`` table.
+    model has ``params``, ``val_accuracy``, ``test_accuracy``, ``test_predictions`` (in the test
+    split's order, for error analysis), ``fit_seconds``, ``tune_seconds`` and its ``grid`` table.
     """
     from . import resources
     from .checkpoints import cached, fingerprint

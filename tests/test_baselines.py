@@ -281,3 +281,15 @@ def test_predict_proba_needs_a_fitted_pipeline():
 
     with pytest.raises(NotFittedError, match="not fitted"):
         baselines.predict_proba(baselines.tfidf_naive_bayes(), ["好评"])
+
+
+def test_report_test_predictions_give_its_test_accuracy(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path))
+    from ftbook import resources
+
+    report = baselines.baseline_report("english", "tiny", train_limit=120, log=lambda m: None)
+    truth = resources.english_news("tiny")["test"]["label"]
+    for name in ("tfidf_lr", "naive_bayes"):
+        preds = report[name]["test_predictions"]
+        assert len(preds) == len(truth)
+        assert sum(p == t for p, t in zip(preds, truth)) / len(truth) == pytest.approx(report[name]["test_accuracy"])

@@ -180,8 +180,17 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """One block. Post-LN (BERT): ``x = LN(x + Attn(x)); x = LN(x + FFN(x))``.
-    Pre-LN (``norm_first=True``): ``x = x + Attn(LN(x)); x = x + FFN(LN(x))``."""
+    """One block; ``config.norm_first`` is the Pre-LN switch (the name of
+    ``torch.nn.TransformerEncoderLayer``'s, which this layer equals in both settings).
+
+    * Post-LN (``norm_first=False``, the default; original Transformer, BERT):
+      ``x = LN(x + Attn(x)); x = LN(x + FFN(x))`` - every block's output is normalised.
+    * Pre-LN (``norm_first=True``; GPT-2 and most later models): ``x = x + Attn(LN(x));
+      x = x + FFN(LN(x))`` - the residual stream itself is never normalised, so
+      :class:`Encoder` puts one final LayerNorm after the stack (GPT-2's ``ln_f``).
+
+    Chapter 7 (:mod:`ftbook.tricks`) trains both to show why Post-LN needs warm-up.
+    """
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -195,11 +204,12 @@ class EncoderLayer(nn.Module):
         self.drop2 = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.norm_first:
-            x = x + self.drop1(self.attn(self.norm1(x), attention_mask))
-            return x + self.drop2(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.drop1(self.attn(x, attention_mask)))
-        return self.norm2(x + self.drop2(self.ffn(x)))
+        """``x`` (batch, seq, hidden), ``attention_mask`` (batch, seq) of 1/0 -> (batch, seq, hidden)."""
+        if self.norm_first:  # Pre-LN: normalise the sub-layer's input, add to the raw stream
+            x = x + self.drop1(self.attn(self.norm1(x), attention_mask))  # (batch, seq, hidden)
+            return x + self.drop2(self.ffn(self.norm2(x)))  # (batch, seq, hidden), not normalised
+        x = self.norm1(x + self.drop1(self.attn(x, attention_mask)))  # Post-LN: normalise the sum
+        return self.norm2(x + self.drop2(self.ffn(x)))  # (batch, seq, hidden)
 
 
 def hf_key_map(num_layers: int, prefix: str = "") -> dict[str, str]:
@@ -280,10 +290,10 @@ class Encoder(nn.Module):
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match "
                              f"input_ids shape {tuple(input_ids.shape)}")
-        x = self.embeddings(input_ids, token_type_ids)
+        x = self.embeddings(input_ids, token_type_ids)  # (batch, seq, hidden)
         for layer in self.layers:
-            x = layer(x, attention_mask)
-        return self.final_norm(x) if self.final_norm is not None else x
+            x = layer(x, attention_mask)  # (batch, seq, hidden)
+        return self.final_norm(x) if self.final_norm is not None else x  # Pre-LN: one last LN
 
     @classmethod
     def from_hf(cls, model, attn_impl: str = "sdpa") -> "Encoder":

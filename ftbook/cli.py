@@ -2,6 +2,7 @@
 
 Commands (each lives in the module that teaches it):
 
+* ``pretrain``  - chapter 9, :func:`pretrain_main` here (the run is :func:`ftbook.pretrain.train_chinese_bert`)
 * ``finetune``  - chapter 10, :func:`finetune_main` here (the loop is :mod:`ftbook.training`)
 * ``serve``     - chapter 12, :mod:`ftbook.serve`
 * ``course``    - the course kit, :mod:`ftbook.course`
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 COMMANDS = {  # name: ("module:function", help)
+    "pretrain": ("ftbook.cli:pretrain_main", "pre-train the book's Chinese BERT (chapter 9)"),
     "finetune": ("ftbook.cli:finetune_main", "fine-tune a BERT classifier (chapter 10)"),
     "serve": ("ftbook.serve:main", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
     "course": ("ftbook.course:main", "export student / instructor notebooks (course kit)"),
@@ -66,6 +68,55 @@ def _load_data_file(path: Path) -> tuple[list[str], list[int], list[str] | None]
         return [r["text"] for r in rows], [int(y) for y in labels], None
     names = sorted({str(y) for y in labels})
     return [r["text"] for r in rows], [names.index(str(y)) for y in labels], names
+
+
+def pretrain_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m ftbook pretrain",
+                                 description="Pre-train the book's Chinese BERT with masked language modelling "
+                                             "(resumable: run the same command with --resume after a stop).")
+    ap.add_argument("--out", type=Path, required=True, help="output folder (from_pretrained loads it)")
+    ap.add_argument("--profile", default=None, help="tiny (default) or full")
+    for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("warmup-steps", int),
+                       ("mlm-probability", float), ("max-length", int), ("hidden-size", int),
+                       ("num-hidden-layers", int), ("num-attention-heads", int), ("intermediate-size", int),
+                       ("seed", int)):
+        ap.add_argument(f"--{name}", type=kind, default=None, help="default: the profile's pretrain size")
+    ap.add_argument("--amp", choices=["off", "bf16"], default="off",
+                    help="bf16 autocast (about 2x faster on CPUs with AVX512-BF16)")
+    ap.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
+    ap.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/run/last")
+    ap.add_argument("--ship", action="store_true",
+                    help="afterwards, copy the model into ftbook/weights/chinese-bert-tiny (what the book loads)")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def pretrain_main(argv: list[str] | None = None) -> int:
+    """``python -m ftbook pretrain``: the long pre-training run whose result the book ships."""
+    import shlex
+
+    args = pretrain_parser().parse_args(argv)
+    import torch
+
+    from .pretrain import ship, train_chinese_bert
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    overrides = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in (
+        "steps", "batch-size", "lr", "warmup-steps", "mlm-probability", "max-length", "hidden-size",
+        "num-hidden-layers", "num-attention-heads", "intermediate-size", "seed")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    argv = sys.argv[1:] if argv is None else ["pretrain", *argv]
+    command = "python -m ftbook " + shlex.join(a for a in argv if a not in ("--resume", "--ship"))
+    out = train_chinese_bert(args.out, profile=args.profile, resume=args.resume, save_every=args.save_every,
+                             eval_every=args.eval_every, amp=args.amp, command=command,
+                             progress=not args.no_progress, **overrides)
+    print(f"[pretrain] done: {out}", file=sys.stderr)
+    if args.ship:
+        print(f"[pretrain] shipped: {ship(out)}", file=sys.stderr)
+    return 0
 
 
 def finetune_parser() -> argparse.ArgumentParser:

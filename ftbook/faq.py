@@ -3,9 +3,9 @@
 Taught in chapter 14 (``chapters/14_tools_summary_faq.ipynb``, "FAQ：用实验回答").
 
 Every experiment fine-tunes the book's small character-level Chinese BERT (chapter 9's
-:func:`ftbook.pretrain.pretrained_chinese_bert`, pre-trained with MLM on the reviews' train texts)
-or the same architecture from random weights, on the bundled Chinese reviews, so that each runs in
-seconds on a CPU; the ``full`` profile runs the same code on ``bert-base-chinese``. Results are
+:func:`ftbook.pretrain.pretrained_chinese_bert`, pre-trained with MLM on the reviews' train texts
+and the People's Daily, shipped with the book) or the same architecture from random weights, on
+the bundled Chinese reviews, so that each runs in minutes on a CPU; the ``full`` profile runs the same code on ``bert-base-chinese``. Results are
 cached with :func:`ftbook.checkpoints.cached` (:func:`ftbook.checkpoints.fingerprint`: sizes, seed,
 the base model, the code that trains and the library versions),
 so a chapter re-runs instantly and a cold cache rebuilds the same numbers. The independent runs of

@@ -1,8 +1,8 @@
 """Which pre-trained model each track starts from, and what identifies it in a cache key.
 
 Used by every chapter that loads a base model (8, 9, 10, 11, 13, 14). It sits above the ground
-floor on purpose: the Chinese model of the ``tiny`` profile is pre-trained by the book itself
-(chapter 9, :func:`ftbook.pretrain.pretrained_chinese_bert`), so resolving its path may build it,
+floor on purpose: the Chinese model of the ``tiny`` profile is the one the book pre-trained and
+ships (chapter 9, :func:`ftbook.pretrain.pretrained_chinese_bert`, verified against its manifest),
 while :mod:`ftbook.resources` (data and packaged files) never imports training code.
 """
 
@@ -19,7 +19,7 @@ KINDS = ("english", "chinese")
 def model_source(kind: str = "english", profile: str | Profile | None = None) -> str:
     """Path or hub id of the pretrained model the profile uses for ``kind`` ('english'/'chinese').
 
-    The Chinese model of the ``tiny`` profile is pre-trained by the book itself: see
+    The Chinese model of the ``tiny`` profile is the book's own, pre-trained once and shipped: see
     :func:`ftbook.pretrain.pretrained_chinese_bert`.
     """
     profile = get_profile(profile)
@@ -29,7 +29,7 @@ def model_source(kind: str = "english", profile: str | Profile | None = None) ->
     if name == "minilm":
         return str(minilm_path())
     if name == "ftbook-zh":
-        from . import pretrain  # built (or loaded from cache) by chapter 9's code
+        from . import pretrain  # the shipped model of chapter 9, checked against its manifest
 
         return str(pretrain.pretrained_chinese_bert(profile=profile))
     return name

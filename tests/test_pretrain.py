@@ -150,34 +150,28 @@ def test_masked_lm_loss_masks_only_candidates_and_is_reproducible():
     assert torch.equal(ia[~candidates], batch["input_ids"][~candidates])  # [CLS]/[SEP]/[PAD] untouched
 
 
-def test_corpus_is_train_split_only():
-    from ftbook.resources import chinese_reviews
-
-    ds = chinese_reviews("tiny")
-    texts = pretrain.pretraining_corpus("tiny")
-    assert texts == list(ds["train"]["text"])
-    held_out = set(ds["validation"]["text"]) | set(ds["test"]["text"])
-    assert not held_out & set(texts)
-
-
 # ---------------------------------------------------------------------------------------------
-# The cached checkpoint, with a very small size so the test trains in seconds
+# The long run (train_chinese_bert), with a very small size so the test trains in seconds
 # ---------------------------------------------------------------------------------------------
 SMALL = {
     "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
     "max_length": 32, "min_freq": 2, "batch_size": 8, "steps": 6, "lr": 1e-3, "warmup_steps": 2,
     "weight_decay": 0.01, "mlm_probability": 0.15, "log_every": 3, "seed": 0,
-    "budgets": [16, None], "ft_steps": 3, "ft_lr": 1e-3, "ft_batch_size": 8, "ft_eval_max": 40,
+    "budgets": [16, 40], "ft_seeds": [0, 1], "ft_steps": 3, "ft_lr": 1e-3, "ft_batch_size": 8, "ft_eval_max": 40,
 }
 
 
 @pytest.fixture
 def small_profile(monkeypatch):
+    from ftbook import corpus
+    from ftbook.resources import chinese_reviews
+
     section = dict(config._SECTIONS["pretrain"])
-    section["tiny"] = MappingProxyType(dict(SMALL))
+    section["tiny"] = MappingProxyType({**config._SECTIONS["pretrain"]["tiny"], **SMALL})
     monkeypatch.setitem(config._SECTIONS, "pretrain", section)
-    texts = pretrain.pretraining_corpus("tiny")[:200]
-    monkeypatch.setattr(pretrain, "pretraining_corpus", lambda profile=None: list(texts))
+    texts = list(chinese_reviews("tiny")["train"]["text"][:200])
+    monkeypatch.setattr(corpus, "chinese_corpus", lambda profile=None: list(texts))
+    monkeypatch.setattr(pretrain, "held_out_texts", lambda profile=None: list(texts[:20]))
     budget_data = pretrain._budget_data  # the label budgets: 200 labelled texts rather than 13,810
 
     def small_budget_data(prof, sizes):
@@ -188,71 +182,116 @@ def small_profile(monkeypatch):
     return texts
 
 
-def test_pretrained_chinese_bert_builds_loads_and_caches(small_profile, tmp_path):
+def test_train_chinese_bert_writes_a_loadable_model_and_its_log(small_profile, tmp_path):
     from transformers import AutoTokenizer, BertForMaskedLM, BertForSequenceClassification
 
-    from ftbook.vocab import build_char_vocab, char_tokenizer
+    from ftbook.vocab import build_char_vocab
 
-    logs = []
-    path = pretrain.pretrained_chinese_bert("tiny", root=tmp_path, log=logs.append)
-    for name in ("config.json", "model.safetensors", "vocab.txt", "train_log.json", MANIFEST):
-        assert (path / name).is_file(), name
-    # deterministic vocabulary of the train texts
-    vocab = (path / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    assert vocab == build_char_vocab(small_profile, min_freq=2)
-    mlm = BertForMaskedLM.from_pretrained(path)
+    out = pretrain.train_chinese_bert(tmp_path / "run", command="test", progress=False, save_every=3,
+                                      eval_every=3)
+    vocab = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert vocab == build_char_vocab(small_profile, min_freq=2)  # deterministic vocabulary
+    mlm = BertForMaskedLM.from_pretrained(out)
     assert mlm.config.hidden_size == 32 and mlm.config.vocab_size == len(vocab)
-    clf = BertForSequenceClassification.from_pretrained(path, num_labels=2)
+    clf = BertForSequenceClassification.from_pretrained(out, num_labels=2)
     assert torch.equal(clf.bert.embeddings.word_embeddings.weight, mlm.bert.embeddings.word_embeddings.weight)
     text = "这家酒店很好"
-    assert char_tokenizer(path)(text)["input_ids"] == AutoTokenizer.from_pretrained(path)(text)["input_ids"]
-    hist = pretrain.training_log(path)
-    assert [h["step"] for h in hist] == [3, 6]
-    # second call: loaded from the cache, not rebuilt
-    logs.clear()
-    stamp = (path / "model.safetensors").stat().st_mtime_ns
-    assert pretrain.pretrained_chinese_bert("tiny", root=tmp_path, log=logs.append) == path
-    assert (path / "model.safetensors").stat().st_mtime_ns == stamp
-    assert not any("pre-training" in m for m in logs)
+    assert AutoTokenizer.from_pretrained(out)(text)["input_ids"][1:-1] == [vocab.index(c) for c in text]
+    record = json.loads((out / "train_log.json").read_text(encoding="utf-8"))
+    assert [h["step"] for h in record["history"]] == [3, 6] == [e["step"] for e in record["evals"]]
+    assert record["command"] == "test" and record["sizes"]["steps"] == 6
+    assert record["corpus"]["texts"] == 200 and record["corpus"]["characters"] == sum(map(len, small_profile))
+    assert record["unigram_entropy"] > 3 and record["wall_seconds"] > 0
+    assert pretrain.training_log(out) == record["history"]
 
 
-def test_pretrained_chinese_bert_is_deterministic(small_profile, tmp_path):
-    a = pretrain.pretrained_chinese_bert("tiny", root=tmp_path / "a", log=lambda m: None)
-    b = pretrain.pretrained_chinese_bert("tiny", root=tmp_path / "b", log=lambda m: None)
-    ma = json.loads((a / MANIFEST).read_text())["files"]
-    mb = json.loads((b / MANIFEST).read_text())["files"]
-    assert ma["vocab.txt"] == mb["vocab.txt"]
-    assert ma["model.safetensors"] == mb["model.safetensors"]
+def test_train_chinese_bert_resumes_to_the_same_weights(small_profile, tmp_path):
+    from safetensors.torch import load_file
+
+    whole = pretrain.train_chinese_bert(tmp_path / "a", progress=False, save_every=3)
+    part = pretrain.train_chinese_bert(tmp_path / "b", progress=False, save_every=3, stop_after_steps=3)
+    assert not (part / "model.safetensors").exists()  # interrupted: only run/last was written
+    pretrain.train_chinese_bert(tmp_path / "b", progress=False, save_every=3, resume=True)
+    wa, wb = load_file(str(whole / "model.safetensors")), load_file(str(part / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
 
 
-def test_corrupted_checkpoint_is_rebuilt(small_profile, tmp_path):
-    path = pretrain.pretrained_chinese_bert("tiny", root=tmp_path, log=lambda m: None)
-    weights = path / "model.safetensors"
-    good = weights.read_bytes()
-    weights.write_bytes(good[: len(good) // 2])  # a truncated (partial) file
-    logs = []
-    again = pretrain.pretrained_chinese_bert("tiny", root=tmp_path, log=logs.append)
-    assert any("rebuilding" in m for m in logs)
-    assert (again / "model.safetensors").read_bytes() == good
+def test_train_chinese_bert_rejects_unknown_settings(small_profile, tmp_path):
+    with pytest.raises(ValueError, match="unknown pre-training settings.*hidden"):
+        pretrain.train_chinese_bert(tmp_path, hidden=64)
 
 
-def test_changed_settings_rebuild(small_profile, tmp_path, monkeypatch):
-    pretrain.pretrained_chinese_bert("tiny", root=tmp_path, log=lambda m: None)
-    section = dict(config._SECTIONS["pretrain"])
-    section["tiny"] = MappingProxyType({**SMALL, "steps": 3})
-    monkeypatch.setitem(config._SECTIONS, "pretrain", section)
-    logs = []
-    path = pretrain.pretrained_chinese_bert("tiny", root=tmp_path, log=logs.append)
-    assert any("other settings" in m for m in logs)
-    assert [h["step"] for h in pretrain.training_log(path)] == [3]
+def test_ship_and_check(small_profile, tmp_path):
+    from ftbook.checkpoints import CorruptCheckpointError
+
+    run = pretrain.train_chinese_bert(tmp_path / "run", progress=False)
+    dest = pretrain.ship(run, tmp_path / "shipped")
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*pretrain.SHIPPED_FILES, MANIFEST])
+    assert pretrain.pretrained_chinese_bert("tiny", folder=dest) == dest
+    (dest / "vocab.txt").rename(tmp_path / "vocab.txt")
+    with pytest.raises(FileNotFoundError, match="vocab.txt is missing.*python -m ftbook pretrain"):
+        pretrain.pretrained_chinese_bert("tiny", folder=dest)
+    (tmp_path / "vocab.txt").rename(dest / "vocab.txt")
+    weights = dest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated file
+    with pytest.raises(CorruptCheckpointError, match="model.safetensors.*python -m ftbook pretrain"):
+        pretrain.pretrained_chinese_bert("tiny", folder=dest)
+    with pytest.raises(FileNotFoundError, match="is the run finished"):
+        pretrain.ship(tmp_path, tmp_path / "other")
+
+
+def test_the_shipped_model_is_intact_loads_and_has_learned_chinese():
+    """The model the repository ships: verified, loaded in seconds, and it fills in ordinary
+    cloze sentences of both domains (reviews, news) that pre-training never saw."""
+    import time
+
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    start = time.perf_counter()
+    path = pretrain.pretrained_chinese_bert("tiny")
+    model, tok = BertForMaskedLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    assert time.perf_counter() - start < 60  # no training happens here
+    for text, answer in (("交通很方[MASK]", "便"), ("坚持改革开[MASK]", "放")):
+        assert pretrain.fill_mask(model, tok, text, top_k=1)[0][0][0] == answer, text
+    record = json.loads((path / "train_log.json").read_text(encoding="utf-8"))
+    assert record["sizes"]["steps"] == record["history"][-1]["step"]
+
+
+def test_unigram_entropy_and_mlm_scores_against_bert_for_masked_lm():
+    import math
+
+    from transformers import BertConfig, BertForMaskedLM
+
+    assert pretrain.unigram_entropy([[2, 7, 7, 3], [2, 8, 8, 3]], special_ids=[2, 3]) == pytest.approx(math.log(2))
+    with pytest.raises(ValueError, match="no tokens"):
+        pretrain.unigram_entropy([[2, 3]], special_ids=[2, 3])
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=32)).eval()
+    data = pretrain.mlm_dataset([[2, *range(10, 40), 3], [2, *range(50, 70), 3]], SpecialTok())
+    scores = pretrain.mlm_scores(model, data, mask_token_id=MASK, vocab_size=VOCAB, seed=1, mlm_probability=0.5)
+    masker = pretrain.MaskedLMLoss(mask_token_id=MASK, vocab_size=VOCAB, mlm_probability=0.5, seed=1)
+    batch = data.batch([0, 1])
+    inputs, labels = masker.mask(batch)  # the same positions mlm_scores masked
+    with torch.no_grad():
+        out = model(input_ids=inputs, attention_mask=batch["attention_mask"], labels=labels)
+    assert scores["n"] == int((labels != -100).sum()) > 10
+    assert scores["masked_loss"] == pytest.approx(float(out.loss), rel=1e-5)
+    right = (out.logits.argmax(-1) == labels)[labels != -100].float().mean()
+    assert scores["masked_accuracy"] == pytest.approx(float(right))
 
 
 def test_label_budget_experiment_small(small_profile, tmp_path, monkeypatch):
     res = pretrain.label_budget_experiment("tiny", root=tmp_path, log=lambda m: None)
-    assert [r["labels"] for r in res["rows"]] == [16, 200]
-    assert res["n_eval"] == 40 and res["steps"] == 3
+    assert [r["labels"] for r in res["rows"]] == [16, 40]
+    assert res["n_eval"] == 40 and res["steps"] == 3 and res["seeds"] == [0, 1]
     for r in res["rows"]:
-        assert 0.0 <= r["pretrained"] <= 1.0 and 0.0 <= r["random"] <= 1.0
+        for arm in ("pretrained", "random", "tfidf_lr"):
+            runs = r["runs"][arm]
+            assert len(runs) == 2 and r[arm] == pytest.approx(sum(runs) / 2, abs=1e-4)
+            assert r[f"{arm}_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2 ** 0.5, abs=1e-4)
     logs = []
     assert pretrain.label_budget_experiment("tiny", root=tmp_path, log=logs.append) == res
     assert not logs  # cached: nothing trained
@@ -268,7 +307,7 @@ def test_fill_mask_needs_a_mask(small_profile, tmp_path):
 
     from ftbook.vocab import char_tokenizer
 
-    path = pretrain.pretrained_chinese_bert("tiny", root=tmp_path, log=lambda m: None)
+    path = pretrain.train_chinese_bert(tmp_path, progress=False)
     model, tok = BertForMaskedLM.from_pretrained(path).eval(), char_tokenizer(path)
     with pytest.raises(ValueError, match="MASK"):
         pretrain.fill_mask(model, tok, "没有掩码")
@@ -346,7 +385,9 @@ def test_mlm_loss_equals_bert_for_masked_lm_loss():
 def _tiny_mlm(tmp_path, n_texts=24):
     from transformers import BertConfig, BertForMaskedLM
 
-    texts = pretrain.pretraining_corpus("tiny")[:n_texts]
+    from ftbook.resources import chinese_reviews
+
+    texts = list(chinese_reviews("tiny")["train"]["text"][:n_texts])
     tok = pretrain.build_tokenizer(texts, tmp_path, min_freq=1, max_length=24)
     config = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -448,11 +489,3 @@ def test_finetune_accuracy_trains_exactly_steps_and_beats_chance(tmp_path, monke
     assert runs[0].steps == 60 and runs[0].samples > 120  # 8 steps an epoch: repeated for 60 steps
     majority = max(sum(eval_labels), len(eval_labels) - sum(eval_labels)) / len(eval_labels)
     assert acc > majority + 0.2, (acc, majority)
-
-
-def test_fingerprints_name_the_code_that_builds_them():
-    sizes = config.get_profile("tiny").sizes("pretrain")
-    fp = pretrain._fingerprint(sizes, ["一", "二"])
-    assert {"ftbook.pretrain", "ftbook.training", "ftbook.optim", "ftbook.data", "ftbook.vocab"} <= fp["code"].keys()
-    assert fp["steps"] == sizes.steps and fp["n_texts"] == 2
-    assert pretrain._fingerprint(sizes, ["一", "三"])["corpus"] != fp["corpus"]

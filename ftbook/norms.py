@@ -15,6 +15,8 @@ it: Post-LN vs Pre-LN) and chapter 8 (``ftbook.transformer`` builds BERT's layer
   here so chapter 6 can show how it fails when the inputs share a large offset (values ~1e4).
 * :func:`rms_norm` / :class:`RMSNorm`: equal to :func:`torch.nn.functional.rms_norm` /
   :class:`torch.nn.RMSNorm` (``eps=None`` means ``torch.finfo(dtype).eps``).
+* :func:`train_deep_stack` (with :class:`DeepMLP` and :func:`deep_stack_task`): chapter 6's
+  experiment, a deep MLP trained with and without LayerNorm from the same initial weights.
 
 Statistics are computed in two passes (mean first, then the mean of squared deviations), in
 float32 at least (float16/bfloat16 inputs are upcast, like PyTorch's kernels do), so a large
@@ -42,13 +44,22 @@ __all__ = [
     "LayerNorm",
     "rms_norm",
     "RMSNorm",
+    "deep_stack_task",
+    "DeepMLP",
+    "train_deep_stack",
 ]
 
 # Sizes for chapter 6's experiments and for benchmarks/norms.py (BERT-like shapes).
+# bench_hidden: the hidden sizes benchmarks/norms.py times; deep_*: chapter 6's deep stack trained
+# with and without LayerNorm (train_deep_stack).
 register_sizes(
     "norms",
-    tiny={"batch": 8, "seq": 128, "hidden": 768, "bench_repeats": 20, "demo_batch": 64},
-    full={"batch": 32, "seq": 512, "hidden": 768, "bench_repeats": 50, "demo_batch": 256},
+    tiny={"batch": 8, "seq": 128, "hidden": 768, "bench_repeats": 20, "demo_batch": 64,
+          "bench_hidden": (256, 768, 2048),
+          "deep_depth": 16, "deep_width": 64, "deep_steps": 300, "deep_train": 8000, "deep_val": 2000},
+    full={"batch": 32, "seq": 512, "hidden": 768, "bench_repeats": 50, "demo_batch": 256,
+          "bench_hidden": (256, 768, 2048, 4096),
+          "deep_depth": 24, "deep_width": 128, "deep_steps": 1000, "deep_train": 20000, "deep_val": 5000},
 )
 
 
@@ -382,3 +393,76 @@ class RMSNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+# ------------------------------------------------------ chapter 6: a deep stack, trained
+def deep_stack_task(n_train: int, n_val: int, dim: int = 32, num_labels: int = 4, seed: int = 0):
+    """A synthetic classification task: Gaussian inputs, labels from a fixed random teacher
+    (one tanh hidden layer). Returns ``(x_train, y_train), (x_val, y_val)``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_val, dim, generator=g)  # (n, dim)
+    w1 = torch.randn(dim, 64, generator=g) / dim**0.5
+    w2 = torch.randn(64, num_labels, generator=g) / 8.0
+    y = (torch.tanh(x @ w1) @ w2).argmax(-1)  # (n,)
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+class DeepMLP(nn.Module):
+    """An input layer, ``depth`` blocks of Linear -> [LayerNorm] -> GELU, and an output layer.
+
+    The Linear layers are created first, in the same order with or without LayerNorm, so one seed
+    gives both variants the same initial weights (PyTorch's default initialisation); the LayerNorms
+    start as the identity affine map (gamma = 1, beta = 0).
+    """
+
+    def __init__(self, in_dim: int, width: int, depth: int, num_labels: int, layer_norm: bool) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, width)
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.out = nn.Linear(width, num_labels)
+        self.norms = nn.ModuleList(LayerNorm(width) if layer_norm else nn.Identity() for _ in range(depth))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)  # (batch, width)
+        for linear, norm in zip(self.layers, self.norms):
+            h = nn.functional.gelu(norm(linear(h)))  # (batch, width)
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(x))  # (batch, num_labels)
+
+
+def train_deep_stack(layer_norm: bool, lr: float, seed: int, *, depth: int, width: int, steps: int,
+                     n_train: int, n_val: int, batch_size: int = 64) -> dict:
+    """Train one :class:`DeepMLP` with Adam on :func:`deep_stack_task` (the task is the same for
+    every seed; the seed fixes the initial weights and the batches). A module-level function, so
+    that ``ftbook.workers.run_all`` can run a grid of them in worker processes.
+
+    Returns ``losses`` (training loss of every step), ``train_loss`` / ``val_loss`` / ``val_acc``
+    (on the whole training / validation set after the last step) and ``init_hidden_std`` (the
+    standard deviation of the last hidden layer at initialisation, on the validation inputs).
+    """
+    (x, y), (xv, yv) = deep_stack_task(n_train, n_val)
+    torch.manual_seed(seed)
+    model = DeepMLP(x.size(1), width, depth, int(y.max()) + 1, layer_norm)
+    with torch.no_grad():
+        init_hidden_std = model.hidden(xv).std().item()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (batch_size,), generator=g)
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        val_logits = model(xv)
+        return {
+            "losses": losses,
+            "train_loss": nn.functional.cross_entropy(model(x), y).item(),
+            "val_loss": nn.functional.cross_entropy(val_logits, yv).item(),
+            "val_acc": (val_logits.argmax(-1) == yv).float().mean().item(),
+            "init_hidden_std": init_hidden_std,
+        }

@@ -258,3 +258,61 @@ def test_rms_norm_is_not_centring():
     # LayerNorm removes the common offset, RMSNorm keeps it: the two differ by far
     torch.testing.assert_close(ln.mean(-1), torch.zeros(4, dtype=torch.float64), atol=1e-12, rtol=0)
     assert (rms - ln).abs().amax() > 0.5
+
+
+# ------------------------------------------------------ chapter 6's deep-stack experiment
+from ftbook.norms import DeepMLP, deep_stack_task, train_deep_stack  # noqa: E402
+
+SMALL = dict(depth=4, width=16, steps=60, n_train=512, n_val=256)
+
+
+def test_deep_stack_task_is_fixed_and_balanced_enough():
+    (x, y), (xv, yv) = deep_stack_task(100, 50)
+    (x2, y2), _ = deep_stack_task(100, 50)
+    assert x.shape == (100, 32) and xv.shape == (50, 32) and y.dtype == torch.long
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert len(torch.unique(torch.cat([y, yv]))) == 4  # every class occurs
+
+
+def test_deep_mlp_same_initial_weights_with_and_without_layer_norm():
+    torch.manual_seed(3)
+    plain = DeepMLP(32, 16, 5, 4, layer_norm=False)
+    torch.manual_seed(3)
+    normed = DeepMLP(32, 16, 5, 4, layer_norm=True)
+    linear = {k: v for k, v in normed.state_dict().items() if not k.startswith("norms.")}
+    assert linear.keys() == plain.state_dict().keys()
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, linear[k]), k
+    assert sum(isinstance(m, LayerNorm) for m in normed.modules()) == 5
+    assert not any(isinstance(m, LayerNorm) for m in plain.modules())
+    x = torch.randn(7, 32)
+    assert normed(x).shape == (7, 4) and normed.hidden(x).shape == (7, 16)
+
+
+def test_train_deep_stack_is_deterministic_and_learns():
+    a = train_deep_stack(True, 3e-3, 0, **SMALL)
+    b = train_deep_stack(True, 3e-3, 0, **SMALL)
+    assert a == b
+    assert set(a) == {"losses", "train_loss", "val_loss", "val_acc", "init_hidden_std"}
+    assert len(a["losses"]) == SMALL["steps"]
+    (_, y), _ = deep_stack_task(SMALL["n_train"], SMALL["n_val"])
+    prior = torch.bincount(y).float() / len(y)
+    entropy = -(prior * prior.log()).sum().item()  # the loss of always answering with the frequencies
+    assert a["train_loss"] < entropy - 0.1
+    other_seed = train_deep_stack(True, 3e-3, 1, **SMALL)
+    assert other_seed["losses"] != a["losses"]
+
+
+def test_train_deep_stack_layer_norm_keeps_the_signal():
+    plain = train_deep_stack(False, 1e-3, 0, **{**SMALL, "depth": 12, "steps": 1})
+    normed = train_deep_stack(True, 1e-3, 0, **{**SMALL, "depth": 12, "steps": 1})
+    assert normed["init_hidden_std"] > 5 * plain["init_hidden_std"]
+
+
+def test_chapter_6_sizes_registered():
+    from ftbook.config import get_profile
+
+    tiny, full = vars(get_profile("tiny").sizes("norms")), vars(get_profile("full").sizes("norms"))
+    keys = {"bench_hidden", "deep_depth", "deep_width", "deep_steps", "deep_train", "deep_val"}
+    assert keys <= set(tiny) == set(full)
+    assert all(isinstance(h, int) and h > 0 for h in tiny["bench_hidden"])

@@ -65,7 +65,7 @@ def test_range_test_matches_a_plain_torch_loop():
     assert ours.diverged_at is None and len(ours.lrs) == 12
     assert ours.lrs == pytest.approx(lrs, rel=1e-9)
     assert ours.lrs[0] == pytest.approx(1e-3) and ours.lrs[-1] == pytest.approx(5e-2)
-    assert ours.losses == pytest.approx(losses, abs=2e-5)
+    assert ours.losses == pytest.approx(losses, abs=1e-4)  # round-off grows with the lr; LN decay would show by ~6e-3
     assert min(losses) < losses[0] - 0.05  # the reference did learn: the comparison is not of constants
 
 

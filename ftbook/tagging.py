@@ -36,8 +36,8 @@ from .config import Profile, get_profile, register_sizes
 
 register_sizes(
     "tagging",
-    tiny=dict(max_chars=64, train_sentences=2000, eval_sentences=500, hidden=128, layers=2, heads=2,
-              ffn=512, epochs=5, batch_size=16, lr=1e-3, warmup=0.1, vocab_min_freq=2, init="pretrained",
+    tiny=dict(max_chars=64, train_sentences=6000, eval_sentences=500, hidden=128, layers=2, heads=2,
+              ffn=512, epochs=2, batch_size=16, lr=1e-3, warmup=0.1, vocab_min_freq=2, init="pretrained",
               group_by_length=True),
     full=dict(max_chars=126, train_sentences=40000, eval_sentences=3000, hidden=256, layers=4, heads=4,
               ffn=1024, epochs=3, batch_size=32, lr=5e-5, warmup=0.1, vocab_min_freq=1, init="pretrained",

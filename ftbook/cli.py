@@ -70,16 +70,19 @@ def _load_data_file(path: Path) -> tuple[list[str], list[int], list[str] | None]
     return [r["text"] for r in rows], [names.index(str(y)) for y in labels], names
 
 
+PRETRAIN_FLAGS = (("steps", int), ("batch-size", int), ("lr", float), ("warmup-steps", int),
+                  ("mlm-probability", float), ("max-length", int), ("hidden-size", int),
+                  ("num-hidden-layers", int), ("num-attention-heads", int), ("intermediate-size", int),
+                  ("seed", int))  # each overrides the profile's pretrain size of the same name
+
+
 def pretrain_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m ftbook pretrain",
                                  description="Pre-train the book's Chinese BERT with masked language modelling "
                                              "(resumable: run the same command with --resume after a stop).")
     ap.add_argument("--out", type=Path, required=True, help="output folder (from_pretrained loads it)")
     ap.add_argument("--profile", default=None, help="tiny (default) or full")
-    for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("warmup-steps", int),
-                       ("mlm-probability", float), ("max-length", int), ("hidden-size", int),
-                       ("num-hidden-layers", int), ("num-attention-heads", int), ("intermediate-size", int),
-                       ("seed", int)):
+    for name, kind in PRETRAIN_FLAGS:
         ap.add_argument(f"--{name}", type=kind, default=None, help="default: the profile's pretrain size")
     ap.add_argument("--amp", choices=["off", "bf16"], default="off",
                     help="bf16 autocast (about 2x faster on CPUs with AVX512-BF16)")
@@ -104,9 +107,7 @@ def pretrain_main(argv: list[str] | None = None) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    overrides = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in (
-        "steps", "batch-size", "lr", "warmup-steps", "mlm-probability", "max-length", "hidden-size",
-        "num-hidden-layers", "num-attention-heads", "intermediate-size", "seed")}
+    overrides = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name, _ in PRETRAIN_FLAGS}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     argv = sys.argv[1:] if argv is None else ["pretrain", *argv]
     command = "python -m ftbook " + shlex.join(a for a in argv if a not in ("--resume", "--ship"))

@@ -41,7 +41,7 @@ def people_daily_texts(profile: str | Profile | None = None) -> list[str]:
     """Paragraphs of the People's Daily corpus (its words joined, tags dropped), each without the
     sentences the NER validation/test splits use: a sentence goes if it, or one of the comma
     pieces chapter 13 cuts it into, is held out."""
-    from .tagging import SENTENCE_END, corpus_path, parse_line, split_sentences, words_to_bio
+    from .tagging import SENTENCE_END, corpus_path, parse_line
 
     prof = get_profile(profile)
     max_chars = prof.sizes("tagging").max_chars
@@ -50,9 +50,8 @@ def people_daily_texts(profile: str | Profile | None = None) -> list[str]:
     for line in corpus_path().read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
-        chars, tags = words_to_bio(parse_line(line))
         kept, sentence = [], []
-        for ch in chars:
+        for ch in "".join(word for word, _ in parse_line(line)):  # the text; tags are not read
             sentence.append(ch)
             if ch in SENTENCE_END:
                 kept.extend(_unless_held_out(sentence, held_out, max_chars))

@@ -258,6 +258,27 @@ class MaskedLMLoss:
         return summed * (candidates / max(1, int((labels != IGNORE_INDEX).sum())))
 
 
+def _mlm_run(data, tokenizer, *, steps: int, batch_size: int, lr: float, warmup_steps: int,
+             weight_decay: float, mlm_probability: float, seed: int, amp: str, calls: int = 0, **config_kw):
+    """``(TrainConfig, MaskedLMLoss)`` of an MLM run over ``data``: exactly ``steps`` optimizer
+    steps (as many epochs as that takes), clipping at 1, no early stopping; ``calls`` batches
+    already masked (a resumed run). Shared by :func:`pretrain_mlm` and :func:`train_chinese_bert`."""
+    from dataclasses import replace
+
+    from .distributed import world
+    from .training import TrainConfig, steps_per_epoch
+
+    if world()[1] > 1:  # mlm_loss calls model.bert / model.cls directly: no DDP gradient sync
+        raise RuntimeError("MLM pre-training runs in a single process (no torchrun)")
+    config = TrainConfig(lr=lr, max_steps=steps, batch_size=batch_size, warmup_steps=warmup_steps,
+                         weight_decay=weight_decay, max_grad_norm=1.0, patience=None, seed=seed,
+                         amp=amp, **config_kw)
+    config = replace(config, epochs=math.ceil(steps / steps_per_epoch(len(data), config)))
+    loss_fn = MaskedLMLoss(mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
+                           mlm_probability=mlm_probability, seed=seed, calls=calls)
+    return config, loss_fn
+
+
 def pretrain_mlm(model, encoded: Sequence[Sequence[int]], *, tokenizer, steps: int, batch_size: int,
                  lr: float, warmup_steps: int = 0, weight_decay: float = 0.01,
                  mlm_probability: float = 0.15, seed: int = 0, log_every: int = 25, amp: str = "off",
@@ -271,24 +292,16 @@ def pretrain_mlm(model, encoded: Sequence[Sequence[int]], *, tokenizer, steps: i
     (lr 0 at the first step, peak after ``warmup_steps``), gradients clipped to norm 1. The log
     holds ``{"step", "loss", "seconds"}`` averaged over each ``log_every`` steps.
     """
-    from dataclasses import replace
-
-    from .distributed import world
-    from .training import TrainConfig, steps_per_epoch, train
+    from .training import train
 
     if steps <= 0 or batch_size <= 0:
         raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
     if len(encoded) < batch_size:
         raise ValueError(f"need at least batch_size={batch_size} texts, got {len(encoded)}")
-    if world()[1] > 1:  # mlm_loss calls model.bert / model.cls directly: no DDP gradient sync
-        raise RuntimeError("pretrain_mlm runs in a single process (no torchrun)")
     data = mlm_dataset(encoded, tokenizer)
-    config = TrainConfig(lr=lr, max_steps=steps, batch_size=batch_size, warmup_steps=warmup_steps,
-                         weight_decay=weight_decay, max_grad_norm=1.0, patience=None, seed=seed,
-                         amp=amp, progress=False)
-    config = replace(config, epochs=math.ceil(steps / steps_per_epoch(len(data), config)))
-    loss_fn = MaskedLMLoss(mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
-                           mlm_probability=mlm_probability, seed=seed)
+    config, loss_fn = _mlm_run(data, tokenizer, steps=steps, batch_size=batch_size, lr=lr,
+                               warmup_steps=warmup_steps, weight_decay=weight_decay,
+                               mlm_probability=mlm_probability, seed=seed, amp=amp, progress=False)
     history, start = [], time.perf_counter()
 
     def on_step(state) -> None:
@@ -342,12 +355,8 @@ def train_chinese_bert(out_dir: str | Path, *, profile: str | Profile | None = N
     (:func:`mlm_scores` on :func:`held_out_texts`) every ``eval_every`` steps. ``out_dir`` ends up
     holding what ``from_pretrained`` loads, plus ``train_log.json`` (command, corpus size and
     digest, sizes, wall time, machine, the loss and evaluation logs)."""
-    from dataclasses import replace
-
-    import torch
-
     from .corpus import chinese_corpus, corpus_report
-    from .training import TrainConfig, steps_per_epoch, train
+    from .training import train
 
     prof = get_profile(profile)
     unknown = set(overrides) - set(PRETRAIN_KEYS)
@@ -361,16 +370,14 @@ def train_chinese_bert(out_dir: str | Path, *, profile: str | Profile | None = N
     data = mlm_dataset(packed_corpus(tok, texts, sizes.max_length), tok)
     held_out = mlm_dataset(encode_corpus(tok, held_out_texts(prof), sizes.max_length), tok)
     model = new_model(tok, sizes, seed=sizes.seed)
-    config = TrainConfig(lr=sizes.lr, max_steps=sizes.steps, batch_size=sizes.batch_size,
-                         warmup_steps=sizes.warmup_steps, weight_decay=sizes.weight_decay, max_grad_norm=1.0,
-                         patience=None, load_best=False, save_every=save_every, eval_every=eval_every,
-                         metric_for_best_model="masked_accuracy", amp=amp, seed=sizes.seed, progress=progress)
-    config = replace(config, epochs=math.ceil(sizes.steps / steps_per_epoch(len(data), config)))
     done = 0
     if resume and (out / "run" / "last" / "trainer_state.json").is_file():
         done = json.loads((out / "run" / "last" / "trainer_state.json").read_text(encoding="utf-8"))["step"]
-    loss_fn = MaskedLMLoss(mask_token_id=tok.mask_token_id, vocab_size=len(tok),
-                           mlm_probability=sizes.mlm_probability, seed=sizes.seed, calls=done)
+    config, loss_fn = _mlm_run(data, tok, steps=sizes.steps, batch_size=sizes.batch_size, lr=sizes.lr,
+                               warmup_steps=sizes.warmup_steps, weight_decay=sizes.weight_decay,
+                               mlm_probability=sizes.mlm_probability, seed=sizes.seed, amp=amp, calls=done,
+                               load_best=False, save_every=save_every, eval_every=eval_every,
+                               metric_for_best_model="masked_accuracy", progress=progress)
     scores = lambda m, d: mlm_scores(m, d, mask_token_id=tok.mask_token_id, vocab_size=len(tok))  # noqa: E731
     result = train(model, data, held_out, config, tokenizer=tok, output_dir=out / "run", resume=done > 0,
                    loss_fn=loss_fn, evaluate_fn=scores, stop_after_steps=stop_after_steps)

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 MANIFEST = "MANIFEST.json"
 ENV_VAR = "FTBOOK_CACHE"
@@ -256,3 +256,35 @@ def load_training_state(folder: str | os.PathLike) -> tuple[dict, dict]:
     state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     tensors = torch.load(folder / TRAINING_STATE_FILE, weights_only=True)
     return state, tensors
+
+
+# --------------------------------------------------------------------------- shipped models
+
+
+def ship_folder(run_dir: str | os.PathLike, dest: str | os.PathLike, files: Sequence[str],
+                fingerprint: Mapping[str, Any]) -> Path:
+    """Copy ``files`` of a finished run into ``dest`` with a ``MANIFEST.json`` of their SHA-256
+    digests, atomically: what the repository ships (the book's pre-trained models, adapters)."""
+    run_dir = Path(run_dir)
+    missing = [n for n in files if not (run_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} lacks {missing}: is the run finished?")
+    with atomic_dir(dest, fingerprint) as tmp:
+        for name in files:
+            shutil.copy2(run_dir / name, tmp / name)
+    return Path(dest)
+
+
+def check_shipped_folder(folder: str | os.PathLike, files: Sequence[str], what: str, rebuild_command: str) -> dict:
+    """Verify a shipped folder's ``files`` against its manifest; return the manifest. A missing or
+    altered file raises an error that names it, ``what`` it belongs to and the command that rebuilds it."""
+    folder = Path(folder)
+    for name in (*files, MANIFEST):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing: {what} ships with ftbook (reinstall it), "
+                                    f"or rebuild it with: {rebuild_command}")
+    try:
+        return verify(folder)
+    except CorruptCheckpointError as exc:
+        raise CorruptCheckpointError(f"{exc}. Restore the file from the repository (git checkout -- "
+                                     f"{folder}), or rebuild {what} with: {rebuild_command}") from None

@@ -3,6 +3,7 @@
 Commands (each lives in the module that teaches it):
 
 * ``pretrain``  - chapter 9, :func:`pretrain_main` here (the run is :func:`ftbook.pretrain.train_chinese_bert`)
+* ``pretrain-gpt`` - chapter 14, :func:`pretrain_gpt_main` here (the run is :func:`ftbook.causal_lm.train_chinese_gpt`)
 * ``finetune``  - chapter 10, :func:`finetune_main` here (the loop is :mod:`ftbook.training`)
 * ``serve``     - chapter 12, :mod:`ftbook.serve`
 * ``course``    - the course kit, :mod:`ftbook.course`
@@ -18,6 +19,7 @@ from pathlib import Path
 
 COMMANDS = {  # name: ("module:function", help)
     "pretrain": ("ftbook.cli:pretrain_main", "pre-train the book's Chinese BERT (chapter 9)"),
+    "pretrain-gpt": ("ftbook.cli:pretrain_gpt_main", "pre-train the book's Chinese decoder LM (chapter 14)"),
     "finetune": ("ftbook.cli:finetune_main", "fine-tune a BERT classifier (chapter 10)"),
     "serve": ("ftbook.serve:main", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
     "course": ("ftbook.course:main", "export student / instructor notebooks (course kit)"),
@@ -26,7 +28,7 @@ COMMANDS = {  # name: ("module:function", help)
 
 def _usage() -> str:
     lines = ["usage: python -m ftbook <command> [options]", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -76,14 +78,19 @@ PRETRAIN_FLAGS = (("steps", int), ("batch-size", int), ("lr", float), ("warmup-s
                   ("seed", int))  # each overrides the profile's pretrain size of the same name
 
 
-def pretrain_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m ftbook pretrain",
-                                 description="Pre-train the book's Chinese BERT with masked language modelling "
-                                             "(resumable: run the same command with --resume after a stop).")
-    ap.add_argument("--out", type=Path, required=True, help="output folder (from_pretrained loads it)")
+GPT_FLAGS = (("steps", int), ("batch-size", int), ("lr", float), ("warmup-steps", int), ("max-length", int),
+             ("hidden-size", int), ("num-hidden-layers", int), ("num-attention-heads", int),
+             ("num-key-value-heads", int), ("intermediate-size", int), ("seed", int))  # causal_lm sizes
+
+
+def pretrain_parser(prog: str = "python -m ftbook pretrain", flags=PRETRAIN_FLAGS, what: str = "Chinese BERT with "
+                    "masked language modelling", dest: str = "chinese-bert-tiny") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=f"Pre-train the book's {what} "
+                                                        f"(resumable: run the same command with --resume after a stop).")
+    ap.add_argument("--out", type=Path, required=True, help="output folder (the model and its train_log.json)")
     ap.add_argument("--profile", default=None, help="tiny (default) or full")
-    for name, kind in PRETRAIN_FLAGS:
-        ap.add_argument(f"--{name}", type=kind, default=None, help="default: the profile's pretrain size")
+    for name, kind in flags:
+        ap.add_argument(f"--{name}", type=kind, default=None, help="default: the profile's size of that name")
     ap.add_argument("--amp", choices=["off", "bf16"], default="off",
                     help="bf16 autocast (about 2x faster on CPUs with AVX512-BF16)")
     ap.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
@@ -91,33 +98,46 @@ def pretrain_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/run/last")
     ap.add_argument("--ship", action="store_true",
-                    help="afterwards, copy the model into ftbook/weights/chinese-bert-tiny (what the book loads)")
+                    help=f"afterwards, copy the model into ftbook/weights/{dest} (what the book loads)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
 
-def pretrain_main(argv: list[str] | None = None) -> int:
-    """``python -m ftbook pretrain``: the long pre-training run whose result the book ships."""
+def _pretrain(argv, name: str, parser: argparse.ArgumentParser, flags, run, ship) -> int:
+    """Parse, run ``run(out, ...)`` (resumable), record the command that reproduces it, maybe ship."""
     import shlex
 
-    args = pretrain_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     import torch
-
-    from .pretrain import ship, train_chinese_bert
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    overrides = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name, _ in PRETRAIN_FLAGS}
+    overrides = {f.replace("-", "_"): getattr(args, f.replace("-", "_")) for f, _ in flags}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    argv = sys.argv[1:] if argv is None else ["pretrain", *argv]
+    argv = sys.argv[1:] if argv is None else [name, *argv]
     command = "python -m ftbook " + shlex.join(a for a in argv if a not in ("--resume", "--ship"))
-    out = train_chinese_bert(args.out, profile=args.profile, resume=args.resume, save_every=args.save_every,
-                             eval_every=args.eval_every, amp=args.amp, command=command,
-                             progress=not args.no_progress, **overrides)
-    print(f"[pretrain] done: {out}", file=sys.stderr)
+    out = run(args.out, profile=args.profile, resume=args.resume, save_every=args.save_every,
+              eval_every=args.eval_every, amp=args.amp, command=command, progress=not args.no_progress, **overrides)
+    print(f"[{name}] done: {out}", file=sys.stderr)
     if args.ship:
-        print(f"[pretrain] shipped: {ship(out)}", file=sys.stderr)
+        print(f"[{name}] shipped: {ship(out)}", file=sys.stderr)
     return 0
+
+
+def pretrain_main(argv: list[str] | None = None) -> int:
+    """``python -m ftbook pretrain``: the long MLM run whose result the book ships (chapter 9)."""
+    from .pretrain import ship, train_chinese_bert
+
+    return _pretrain(argv, "pretrain", pretrain_parser(), PRETRAIN_FLAGS, train_chinese_bert, ship)
+
+
+def pretrain_gpt_main(argv: list[str] | None = None) -> int:
+    """``python -m ftbook pretrain-gpt``: the long next-token run whose result the book ships (chapter 14)."""
+    from .causal_lm import ship, train_chinese_gpt
+
+    parser = pretrain_parser("python -m ftbook pretrain-gpt", GPT_FLAGS, "Chinese decoder LM (next-token prediction)",
+                             "chinese-gpt-tiny")
+    return _pretrain(argv, "pretrain-gpt", parser, GPT_FLAGS, train_chinese_gpt, ship)
 
 
 def finetune_parser() -> argparse.ArgumentParser:

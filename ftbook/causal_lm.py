@@ -45,8 +45,7 @@ CAUSAL_LM_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "nu
                   "intermediate_size", "max_length", "batch_size", "steps", "lr", "warmup_steps",
                   "weight_decay", "seed", "log_every")  # the sizes that change the checkpoint
 SHIPPED_DIR = Path(__file__).parent / "weights" / "chinese-gpt-tiny"
-SHIPPED_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                 "train_log.json")
+SHIPPED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "train_log.json")
 REBUILD_COMMAND = "python -m ftbook pretrain-gpt --out /tmp/chinese-gpt --amp bf16 --ship"
 
 

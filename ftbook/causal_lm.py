@@ -216,7 +216,7 @@ def train_chinese_gpt(out_dir: str | Path, *, profile: str | Profile | None = No
     ends up holding the model (:meth:`ftbook.decoder.Decoder.save_pretrained`), the tokenizer and
     ``train_log.json`` (command, corpus digest, sizes, wall time, machine, baselines, logs)."""
     from .corpus import chinese_corpus, corpus_report
-    from .pretrain import _machine, packed_corpus
+    from .pretrain import _machine, loss_log, packed_corpus
     from .training import train
 
     prof = get_profile(profile)
@@ -239,10 +239,7 @@ def train_chinese_gpt(out_dir: str | Path, *, profile: str | Profile | None = No
         return out
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    every = sizes.log_every
-    log = [{"step": min(k + every, len(result.losses)),
-            "loss": round(sum(result.losses[k:k + every]) / len(result.losses[k:k + every]), 4)}
-           for k in range(0, len(result.losses), every)]
+    log = loss_log(result.losses, sizes.log_every)
     record = {"command": command, "corpus": corpus_report(texts), "sequences": len(data),
               "sizes": {k: getattr(sizes, k) for k in CAUSAL_LM_KEYS}, "amp": amp,
               "parameters": model.num_parameters(), "wall_seconds": round(result.seconds, 1),

@@ -342,6 +342,12 @@ def _machine() -> str:
             f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
 
 
+def loss_log(losses: Sequence[float], every: int) -> list[dict]:
+    """``[{"step", "loss"}]``: the training loss averaged over each ``every`` steps (the shipped logs)."""
+    return [{"step": min(k + every, len(losses)), "loss": round(sum(losses[k:k + every]) / len(losses[k:k + every]), 4)}
+            for k in range(0, len(losses), every)]
+
+
 def train_chinese_bert(out_dir: str | Path, *, profile: str | Profile | None = None, resume: bool = False,
                        save_every: int = 250, eval_every: int = 500, amp: str = "off",
                        command: str | None = None, progress: bool = True,
@@ -385,10 +391,7 @@ def train_chinese_bert(out_dir: str | Path, *, profile: str | Profile | None = N
         return out
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    every = sizes.log_every
-    log = [{"step": min(k + every, len(result.losses)),
-            "loss": round(sum(result.losses[k:k + every]) / len(result.losses[k:k + every]), 4)}
-           for k in range(0, len(result.losses), every)]
+    log = loss_log(result.losses, sizes.log_every)
     record = {"command": command, "corpus": corpus_report(texts), "sequences": len(data),
               "sizes": {k: getattr(sizes, k) for k in PRETRAIN_KEYS}, "amp": amp,
               "wall_seconds": round(result.seconds, 1), "machine": _machine(),

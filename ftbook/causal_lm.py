@@ -112,12 +112,14 @@ def held_out_sequences(tokenizer, profile: str | Profile | None = None, max_leng
 # ----------------------------------------------------------------------------------------------
 def lm_scores(model, data, batch_size: int = 32) -> dict:
     """``{"loss", "perplexity", "accuracy", "n"}`` of next-token prediction over every label of
-    ``data`` (an :func:`lm_dataset`): loss in nats per token, perplexity ``exp(loss)``, accuracy of
+    ``data`` (an :func:`lm_dataset`, or chapter 16's answer-only SFT labels; a Decoder or a
+    transformers causal LM): loss in nats per token, perplexity ``exp(loss)``, accuracy of
     the argmax. Batch by batch, so the ``(n, seq, vocab)`` logits never sit in memory at once."""
     import torch
     import torch.nn.functional as F
 
     from .data import IGNORE_INDEX
+    from .training import _logits
 
     if len(data) == 0:
         raise ValueError("cannot score an empty set")
@@ -129,7 +131,7 @@ def lm_scores(model, data, batch_size: int = 32) -> dict:
         for start in range(0, len(data), batch_size):
             batch = {k: v.to(device) for k, v in data.batch(range(start, min(start + batch_size, len(data)))).items()}
             labels = batch.pop("labels")                                  # (B, T)
-            logits = model(**batch).float()                               # (B, T, V)
+            logits = _logits(model(**batch)).float()                      # (B, T, V)
             keep = labels != IGNORE_INDEX
             loss_sum += float(F.cross_entropy(logits[keep], labels[keep], reduction="sum"))
             correct += int((logits[keep].argmax(-1) == labels[keep]).sum())

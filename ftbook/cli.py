@@ -4,6 +4,7 @@ Commands (each lives in the module that teaches it):
 
 * ``pretrain``  - chapter 9, :func:`pretrain_main` here (the run is :func:`ftbook.pretrain.train_chinese_bert`)
 * ``pretrain-gpt`` - chapter 14, :func:`pretrain_gpt_main` here (the run is :func:`ftbook.causal_lm.train_chinese_gpt`)
+* ``sft``       - chapter 16, :func:`sft_main` here (the run is :func:`ftbook.instruct.train_sft`)
 * ``finetune``  - chapter 10, :func:`finetune_main` here (the loop is :mod:`ftbook.training`)
 * ``serve``     - chapter 12, :mod:`ftbook.serve`
 * ``course``    - the course kit, :mod:`ftbook.course`
@@ -20,6 +21,7 @@ from pathlib import Path
 COMMANDS = {  # name: ("module:function", help)
     "pretrain": ("ftbook.cli:pretrain_main", "pre-train the book's Chinese BERT (chapter 9)"),
     "pretrain-gpt": ("ftbook.cli:pretrain_gpt_main", "pre-train the book's Chinese decoder LM (chapter 14)"),
+    "sft": ("ftbook.cli:sft_main", "instruction-tune SmolLM2 with the book's LoRA (chapter 16)"),
     "finetune": ("ftbook.cli:finetune_main", "fine-tune a BERT classifier (chapter 10)"),
     "serve": ("ftbook.serve:main", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
     "course": ("ftbook.course:main", "export student / instructor notebooks (course kit)"),
@@ -138,6 +140,20 @@ def pretrain_gpt_main(argv: list[str] | None = None) -> int:
     parser = pretrain_parser("python -m ftbook pretrain-gpt", GPT_FLAGS, "Chinese decoder LM (next-token prediction)",
                              "chinese-gpt-tiny")
     return _pretrain(argv, "pretrain-gpt", parser, GPT_FLAGS, train_chinese_gpt, ship)
+
+
+SFT_FLAGS = (("steps", int), ("batch-size", int), ("lr", float), ("warmup-steps", int), ("r", int),
+             ("alpha", float), ("train-per-task", int), ("seed", int))  # instruct sizes
+
+
+def sft_main(argv: list[str] | None = None) -> int:
+    """``python -m ftbook sft``: the LoRA instruction-tuning run whose adapter the book ships (chapter 16)."""
+    from .instruct import ship, train_sft
+
+    parser = pretrain_parser("python -m ftbook sft", SFT_FLAGS, "SmolLM2 instruction tuning (LoRA adapter)",
+                             "smollm2-sft-lora")
+    parser.set_defaults(save_every=50, eval_every=50)
+    return _pretrain(argv, "sft", parser, SFT_FLAGS, train_sft, ship)
 
 
 def finetune_parser() -> argparse.ArgumentParser:

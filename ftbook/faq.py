@@ -1,6 +1,6 @@
 """The FAQ experiments: small, cached, reproducible answers to the questions readers ask.
 
-Taught in chapter 16 (``chapters/16_tools_summary_faq.ipynb``, "FAQ：用实验回答").
+Taught in chapter 17 (``chapters/17_tools_summary_faq.ipynb``, "FAQ：用实验回答").
 
 Every experiment fine-tunes the book's small character-level Chinese BERT (chapter 9's
 :func:`ftbook.pretrain.pretrained_chinese_bert`, pre-trained with MLM on the reviews' train texts

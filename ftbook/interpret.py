@@ -1,6 +1,6 @@
 """Looking inside a classifier: attention maps, an attention viewer, gradient × input saliency.
 
-Taught in chapter 16 (``chapters/16_tools_summary_faq.ipynb``, "FAQ 4：模型为什么这样判断").
+Taught in chapter 17 (``chapters/17_tools_summary_faq.ipynb``, "FAQ 4：模型为什么这样判断").
 
 * :func:`attention_maps`: every layer's and head's attention weights for one text.
 * :func:`attention_viewer`: an ``ipywidgets`` viewer (layer and head sliders) over those maps; it

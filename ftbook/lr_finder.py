@@ -1,6 +1,6 @@
 """The learning-rate range test ("LR finder", Smith 2017) and a rule to read its curve.
 
-Taught in chapter 16 (``chapters/16_tools_summary_faq.ipynb``, "FAQ 2：学习率怎么选").
+Taught in chapter 17 (``chapters/17_tools_summary_faq.ipynb``, "FAQ 2：学习率怎么选").
 
 Train for a few dozen steps while the learning rate grows exponentially from ``start_lr`` to
 ``end_lr``; record the (smoothed) loss at each step; stop once the loss explodes. The useful

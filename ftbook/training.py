@@ -2,7 +2,7 @@
 
 Taught in chapter 10 (``chapters/10_finetuning.ipynb``, "BERT 微调实战"). Every model the book
 trains goes through :func:`train`: the fine-tuned classifiers (chapters 2, 10, 11), the
-label-budget runs (chapter 9), the NER tagger (chapter 13), the FAQ experiments (chapter 16) and
+label-budget runs (chapter 9), the NER tagger (chapter 13), the FAQ experiments (chapter 17), the SFT run (chapter 16) and
 the Post-/Pre-LN encoders of chapter 7. A different objective is a ``loss_fn`` argument; a
 different validation metric an ``evaluate_fn``.
 

@@ -2,7 +2,7 @@
 
 Used by the cached experiments that train several small models side by side: chapter 9's label
 budgets (:func:`ftbook.pretrain.label_budget_experiment`), chapter 11's learning-rate x warm-up
-search (:func:`ftbook.evaluation.lr_warmup_search`) and chapter 16's FAQ experiments
+search (:func:`ftbook.evaluation.lr_warmup_search`) and chapter 17's FAQ experiments
 (:mod:`ftbook.faq`).
 
 Why processes: a model this small keeps one core busy but gains little from a second intra-op

@@ -31,7 +31,7 @@ def test_quiet_prints_nothing(capsys):
 
 def test_none_answer_is_wrong_not_an_error(capsys):
     # The exercise cells ship with `answer = None`; check() must say "not yet", not crash.
-    for ex_id in ("ch01.q2", "ch02.q1", "ch02.q2", "ch16.q1", "ch16.q2", "ch16.q3"):
+    for ex_id in ("ch01.q2", "ch02.q1", "ch02.q2", "ch17.q1", "ch17.q2", "ch17.q3"):
         assert check(ex_id, None) is False
     assert capsys.readouterr().out.count("还不对") == 6
 
@@ -39,8 +39,8 @@ def test_none_answer_is_wrong_not_an_error(capsys):
 def test_unknown_id_names_the_known_ones():
     with pytest.raises(KeyError, match="no exercise 'ch99.q1'"):
         get("ch99.q1")
-    with pytest.raises(KeyError, match="ch16.q1"):  # ch16 is loaded on demand and listed
-        get("ch16.q1"), get("ch16.q9")
+    with pytest.raises(KeyError, match="ch17.q1"):  # ch17 is loaded on demand and listed
+        get("ch17.q1"), get("ch17.q9")
 
 
 @pytest.mark.parametrize("bad", ["ch06", "", 6, None])

@@ -128,7 +128,7 @@ def _model_step(model, ids, mask, cache, use_cache):
     else:  # a transformers causal LM: positions from the mask, its own cache object
         positions = position_ids_from_mask(mask)[:, -feed.size(1):]  # (batch, feed_len)
         out = model(input_ids=feed, attention_mask=mask, position_ids=positions,
-                    past_key_values=cache, use_cache=use_cache)
+                    past_key_values=cache, use_cache=use_cache, logits_to_keep=1)  # (batch, 1, vocab), as generate
         if not hasattr(out, "logits"):
             raise TypeError(f"model must be an ftbook Decoder or a transformers causal LM whose output "
                             f"has .logits; {type(model).__name__} returned {type(out).__name__}")

@@ -39,13 +39,13 @@ register_sizes(
         "train_per_task": 640, "val_per_task": 12, "test_per_task": 30, "max_chars": 60, "max_words": 60,
         "max_length": 256, "r": 8, "alpha": 16, "target_modules": "q_proj,k_proj,v_proj,o_proj",
         "steps": 240, "batch_size": 8, "lr": 5e-4, "warmup_steps": 20, "weight_decay": 0.0, "seed": 0,
-        "max_new_tokens": 16, "eval_batch_size": 16, "live_steps": 2, "log_every": 10,
+        "max_new_tokens": 16, "eval_batch_size": 16, "live_steps": 2, "live_batch_size": 4, "log_every": 10,
     },
     full={
         "train_per_task": 3000, "val_per_task": 100, "test_per_task": 300, "max_chars": 120, "max_words": 120,
         "max_length": 512, "r": 16, "alpha": 32, "target_modules": "q_proj,k_proj,v_proj,o_proj",
         "steps": 1000, "batch_size": 16, "lr": 2e-4, "warmup_steps": 50, "weight_decay": 0.0, "seed": 0,
-        "max_new_tokens": 24, "eval_batch_size": 32, "live_steps": 20, "log_every": 10,
+        "max_new_tokens": 24, "eval_batch_size": 32, "live_steps": 20, "live_batch_size": 16, "log_every": 10,
     },
 )
 

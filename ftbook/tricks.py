@@ -36,20 +36,18 @@ __all__ = [
     "cached_runs",
 ]
 
-# tiny: measured on a 2-core AVX-512 CPU, one thread (150 steps, batch 32, AdamW betas (0.9, 0.98),
-# constant learning rate, or 50 warm-up steps from 0 and then constant). Post-LN without warm-up
-# learns the task at 5e-3 (accuracy 1.000) and stays at chance (~0.066) at lr_high = 1e-2 and
-# 3e-2, for seeds 0, 1, 2; with the warm-up it learns at 1e-2 (0.96-1.00, three seeds) but not at
-# lr_too_high = 3e-2 (0.06, three seeds). Pre-LN at 1e-2 learns with the warm-up, and without it
-# only for some seeds. The full profile's learning rates are a guess for the larger model, never
-# measured.
+# tiny: 150 steps, batch 32, AdamW betas (0.9, 0.98), constant learning rate, or 50 warm-up steps
+# from 0 and then constant. Chapter 7 sweeps `lrs` with and without the warm-up over `seeds`
+# seeds (Post-LN), and compares Post-LN / Pre-LN at lr_high; lr_too_high is where 50 warm-up
+# steps are not enough. The full profile's learning rates are a guess for the larger model,
+# never measured.
 register_sizes(
     "tricks",
     tiny={"vocab": 16, "seq_len": 12, "d_model": 32, "n_heads": 4, "n_layers": 12, "d_ff": 64,
-          "batch": 32, "steps": 150, "warmup": 50, "lrs": (5e-3, 1e-2, 3e-2), "lr_high": 1e-2,
+          "batch": 32, "steps": 150, "warmup": 50, "lrs": (1e-3, 3e-3, 5e-3, 1e-2, 3e-2), "lr_high": 1e-2,
           "lr_too_high": 3e-2, "seeds": 3},
     full={"vocab": 32, "seq_len": 24, "d_model": 256, "n_heads": 8, "n_layers": 12, "d_ff": 1024,
-          "batch": 128, "steps": 2000, "warmup": 400, "lrs": (3e-4, 1e-3, 3e-3), "lr_high": 1e-3,
+          "batch": 128, "steps": 2000, "warmup": 400, "lrs": (1e-4, 3e-4, 1e-3, 3e-3), "lr_high": 1e-3,
           "lr_too_high": 3e-3, "seeds": 3},
 )
 
@@ -64,10 +62,13 @@ class TrickConfig:
     d_ff: int = 128
     norm: str = "post"  # "post" (original Transformer / BERT), "pre" (GPT-2 and later), "none"
     residual: bool = True
+    init: str = "bert"  # "bert": N(0, 0.02), zero biases; "pytorch": each layer's own default init
 
     def __post_init__(self):
         if self.norm not in ("post", "pre", "none"):
             raise ValueError(f"norm must be 'post', 'pre' or 'none', got {self.norm!r}")
+        if self.init not in ("bert", "pytorch"):
+            raise ValueError(f"init must be 'bert' or 'pytorch', got {self.init!r}")
         for name in ("vocab", "seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -114,7 +115,9 @@ class TinyEncoder(nn.Module):
     LayerNorm as GPT-2 and :class:`ftbook.transformer.Encoder` do), a linear head per token.
 
     ``norm="none"`` replaces each layer's two LayerNorms by the identity; ``residual=False``
-    uses :class:`NoResidualLayer`. BERT's initialisation: N(0, 0.02), zero biases.
+    uses :class:`NoResidualLayer`. ``init="bert"``: BERT's initialisation, N(0, 0.02) and zero
+    biases; ``"pytorch"``: PyTorch's defaults (``nn.Linear``: U(-1/sqrt(fan_in), 1/sqrt(fan_in));
+    ``nn.Embedding``: N(0, 1)).
     """
 
     def __init__(self, cfg: TrickConfig):
@@ -130,7 +133,8 @@ class TinyEncoder(nn.Module):
                 block.norm1, block.norm2 = nn.Identity(), nn.Identity()
         self.final_norm = LayerNorm(cfg.d_model, eps=layer_cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
         self.head = nn.Linear(cfg.d_model, cfg.vocab)
-        self.apply(Encoder._init_weights)
+        if cfg.init == "bert":
+            self.apply(Encoder._init_weights)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, seq)`` ids (as :func:`ftbook.training.train` passes them) -> logits
@@ -225,26 +229,34 @@ def _train(cfg, lr, steps, warmup, batch, clip, weight_decay, no_decay_norm_and_
             "ln_gain": round(sum(gains) / len(gains), 4) if gains else 1.0}
 
 
-def softmax_saturation(d_k: int, scaled: bool, n_keys: int = 32, n_queries: int = 256, seed: int = 0) -> dict:
+def softmax_saturation(d_k: int, scaled: bool, n_keys: int = 32, n_queries: int = 256, seed: int = 0,
+                       dead_below: float = 1e-3) -> dict:
     """How saturated softmax(q.k) is for random unit-variance q, k of dimension ``d_k``.
 
-    Returns the std of the scores, the mean largest attention weight, and the mean norm of the
-    gradient of a random upstream signal w.r.t. the scores (it vanishes when softmax saturates).
+    A random upstream signal is pushed back through the softmax. Returns the std of the scores,
+    the mean largest attention weight, the mean entropy of a query's weights (nats; ln(n_keys) is
+    uniform), the mean norm of the gradient w.r.t. the scores and w.r.t. q (what reaches W_q),
+    and ``dead_share``: the share of queries whose score gradient is below ``dead_below``
+    (a saturated row passes almost nothing back).
     """
     if isinstance(d_k, bool) or not isinstance(d_k, int) or d_k <= 0:
         raise ValueError(f"d_k must be a positive int, got {d_k!r}")
     g = torch.Generator().manual_seed(seed)
-    q = torch.randn(n_queries, d_k, generator=g, dtype=torch.float64)
+    q = torch.randn(n_queries, d_k, generator=g, dtype=torch.float64).requires_grad_()
     k = torch.randn(n_keys, d_k, generator=g, dtype=torch.float64)
     scores = (q @ k.T) / (math.sqrt(d_k) if scaled else 1.0)  # (n_queries, n_keys)
-    scores.requires_grad_()
     probs = torch.softmax(scores, dim=-1)
     upstream = torch.randn(probs.shape, generator=g, dtype=torch.float64)
-    (grad,) = torch.autograd.grad(probs, scores, upstream)
+    grad_scores, grad_q = torch.autograd.grad(probs, (scores, q), upstream)
+    probs = probs.detach()
+    row = grad_scores.norm(dim=-1)  # (n_queries,)
     return {
         "score_std": round(float(scores.detach().std()), 4),
-        "max_weight": round(float(probs.detach().max(-1).values.mean()), 4),
-        "grad_norm": round(float(grad.norm(dim=-1).mean()), 6),
+        "max_weight": round(float(probs.max(-1).values.mean()), 4),
+        "entropy": round(float(-(probs * probs.clamp_min(1e-300).log()).sum(-1).mean()), 4),
+        "grad_norm": round(float(row.mean()), 6),
+        "q_grad_norm": round(float(grad_q.norm(dim=-1).mean()), 6),
+        "dead_share": round(float((row < dead_below).double().mean()), 4),
     }
 
 

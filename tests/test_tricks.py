@@ -231,8 +231,27 @@ def test_softmax_saturation():
     big, small = softmax_saturation(1024, scaled=False), softmax_saturation(1024, scaled=True)
     assert abs(small["score_std"] - 1) < 0.1 and abs(big["score_std"] - 32) < 3
     assert big["grad_norm"] < small["grad_norm"] / 4 and big["max_weight"] > 0.9
+    # what reaches W_q is larger without the scaling, not smaller; half the rows pass nothing back
+    assert big["q_grad_norm"] > 4 * small["q_grad_norm"] and big["dead_share"] > 0.4 and small["dead_share"] == 0
+    assert big["entropy"] < 0.5 < 3.0 < small["entropy"] < math.log(32)
     with pytest.raises(ValueError, match="d_k"):
         softmax_saturation(0, scaled=True)
+
+
+def test_softmax_saturation_gradients_equal_the_closed_form():
+    """dp/ds = diag(p) - p p^T, and ds/dq = k / sqrt(d_k): the q gradient is the chain of the two."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(3, 8, generator=g, dtype=torch.float64), torch.randn(5, 8, generator=g, dtype=torch.float64)
+    u = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    p = torch.softmax(q @ k.T / 8 ** 0.5, -1)
+    grad_s = torch.stack([(torch.diag(p[i]) - torch.outer(p[i], p[i])) @ u[i] for i in range(3)])
+    qq = q.clone().requires_grad_()
+    (auto,) = torch.autograd.grad(torch.softmax(qq @ k.T / 8 ** 0.5, -1), qq, u)
+    assert torch.allclose(auto, grad_s @ k / 8 ** 0.5)
+    with pytest.raises(ValueError, match="init"):
+        TrickConfig(init="xavier")
 
 
 def test_cached_runs(tmp_path, monkeypatch):
@@ -272,3 +291,16 @@ def test_sizes_chapter_7_relies_on(profile):
     assert 0 < s.warmup < s.steps and s.lrs[0] < s.lr_high and s.seeds >= 2
     cfg = TrickConfig.from_sizes(s, norm="post")  # every model field comes from the profile
     assert (cfg.d_model, cfg.n_layers, cfg.vocab) == (s.d_model, s.n_layers, s.vocab)
+
+
+def test_init_switch_bert_vs_pytorch_defaults():
+    cfg = dict(vocab=16, seq_len=12, d_model=32, n_heads=4, n_layers=2, d_ff=64)
+    torch.manual_seed(0)
+    bert = TinyEncoder(TrickConfig(**cfg, init="bert"))
+    torch.manual_seed(0)
+    default = TinyEncoder(TrickConfig(**cfg, init="pytorch"))
+    assert abs(bert.tok.weight.std().item() - 0.02) < 0.003 and abs(default.tok.weight.std().item() - 1) < 0.1
+    w = default.layers[0].ffn.fc2.weight if hasattr(default.layers[0].ffn, "fc2") else default.head.weight
+    bound = 1 / math.sqrt(w.shape[1])  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert w.abs().max().item() <= bound and w.abs().max().item() > 0.9 * bound
+    assert bert.head.bias.abs().max() == 0 and default.head.bias.abs().max() > 0

@@ -21,6 +21,7 @@ Taught in chapter 3 (``chapters/03_data.ipynb``, 数据预处理). The character
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import random
@@ -625,3 +626,18 @@ def compare_padding(model, encoded, batch_size: int, max_length: int, pad_token_
             rows.append({"strategy": name, "pad_fraction": stats["pad_fraction"], "padded_tokens": stats["padded"],
                          "seconds": best, "cpu_seconds": best_cpu, "samples_per_s": len(encoded) / best})
     return rows
+
+
+@contextlib.contextmanager
+def no_progress_bars():
+    """No ``datasets`` progress bars ("Map", "Saving the dataset") inside the block (restored
+    afterwards): for work done in a worker process or behind a cache."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()

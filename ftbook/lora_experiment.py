@@ -119,14 +119,15 @@ def load_data(prof: Profile, s):
     from . import resources
     from .baselines import label_budget_indices
     from .data import encode
-    from .pretrain import _no_datasets_bars, pretrained_chinese_bert
+    from .data import no_progress_bars
+    from .pretrain import pretrained_chinese_bert
 
     folder = pretrained_chinese_bert(prof)
     tok = resources.from_pretrained(AutoTokenizer, str(folder))
     ds = resources.chinese_reviews(prof)
     idx = label_budget_indices(ds["train"]["label"], s.train_samples, seed=0)
     splits = [ds["train"].select(idx), _subset(ds["validation"], s.val_samples), _subset(ds["test"], s.test_samples)]
-    with _no_datasets_bars():  # no "Map" bars on the chapter's page
+    with no_progress_bars():  # no "Map" bars on the chapter's page
         enc = [encode(sp["text"], sp["label"], tok, s.max_length, num_labels=2) for sp in splits]
     return (folder, *enc, idx)
 

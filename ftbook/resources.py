@@ -172,10 +172,36 @@ def _hub_dataset(name: str, what: str):
         ) from None
 
 
+def _with_class_labels(ds, label_names):
+    """The hub dataset with ``label`` as a ``ClassLabel`` (what the book's code reads names from).
+
+    A ``label_text`` column (SetFit's datasets) gives the names of the ids, so the hub's own id
+    order is kept; without it the ids are taken as indices into ``label_names``. Either way the
+    columns end as the bundled data's: ``text`` and ``label``."""
+    from datasets import ClassLabel
+
+    first = next(iter(ds.values()))
+    if isinstance(first.features["label"], ClassLabel):
+        return ds
+    if "label_text" in first.column_names:
+        pairs = {(int(y), str(t)) for split in ds.values() for y, t in zip(split["label"], split["label_text"])}
+        names = dict(pairs)
+        if len(names) != len(pairs) or sorted(names) != list(range(len(names))):
+            raise ValueError(f"label / label_text do not map ids 0..k-1 one-to-one: {sorted(pairs)[:10]}")
+        ds = ds.remove_columns("label_text")
+        label_names = [names[i] for i in range(len(names))]
+    top = max(max(split["label"]) for split in ds.values())
+    if top >= len(label_names):
+        raise ValueError(f"label id {top} has no name among {list(label_names)}")
+    return ds.cast_column("label", ClassLabel(names=list(label_names)))
+
+
 def _with_validation(ds, label_names):
-    """Give a hub dataset a validation split (carved from train by hash) when it has none."""
+    """Give a hub dataset ``ClassLabel`` labels and a validation split (carved from train by hash)
+    when it has none."""
     from datasets import DatasetDict
 
+    ds = _with_class_labels(ds, label_names)
     if "validation" in ds:
         return ds
     train = ds["train"]

@@ -5,6 +5,7 @@ Commands (each lives in the module that teaches it):
 * ``pretrain``  - chapter 9, :func:`pretrain_main` here (the run is :func:`ftbook.pretrain.train_chinese_bert`)
 * ``pretrain-gpt`` - chapter 14, :func:`pretrain_gpt_main` here (the run is :func:`ftbook.causal_lm.train_chinese_gpt`)
 * ``sft``       - chapter 16, :func:`sft_main` here (the run is :func:`ftbook.instruct.train_sft`)
+* ``label-budgets`` - chapter 9, :func:`label_budgets_main` here (the experiment is :mod:`ftbook.label_budgets`)
 * ``finetune``  - chapter 10, :func:`finetune_main` here (the loop is :mod:`ftbook.training`)
 * ``serve``     - chapter 12, :mod:`ftbook.serve`
 * ``course``    - the course kit, :mod:`ftbook.course`
@@ -22,6 +23,7 @@ COMMANDS = {  # name: ("module:function", help)
     "pretrain": ("ftbook.cli:pretrain_main", "pre-train the book's Chinese BERT (chapter 9)"),
     "pretrain-gpt": ("ftbook.cli:pretrain_gpt_main", "pre-train the book's Chinese decoder LM (chapter 14)"),
     "sft": ("ftbook.cli:sft_main", "instruction-tune SmolLM2 with the book's LoRA (chapter 16)"),
+    "label-budgets": ("ftbook.cli:label_budgets_main", "chapter 9's label-budget experiment, run once and shipped"),
     "finetune": ("ftbook.cli:finetune_main", "fine-tune a BERT classifier (chapter 10)"),
     "serve": ("ftbook.serve:main", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
     "course": ("ftbook.course:main", "export student / instructor notebooks (course kit)"),
@@ -274,3 +276,28 @@ def finetune_main(argv: list[str] | None = None) -> int:
 
             dist.destroy_process_group()
 
+
+
+# --------------------------------------------------------------------------- label budgets
+
+
+def label_budgets_main(argv: list[str] | None = None) -> int:
+    """``python -m ftbook label-budgets``: chapter 9's label-budget experiment, resumable, once."""
+    from .label_budgets import run_experiment, ship
+
+    ap = argparse.ArgumentParser(prog="python -m ftbook label-budgets",
+                                 description="Fine-tune on 100 / 300 / 1000 / all labels: pre-trained vs random "
+                                             "init vs TF-IDF + LR, rates tuned on validation, several seeds "
+                                             "(chapter 9). Rerun with the same --out to resume.")
+    ap.add_argument("--out", required=True, type=Path, help="run folder (one file per finished run)")
+    ap.add_argument("--profile", default=None, help="tiny or full (default: $FTBOOK_PROFILE or tiny)")
+    ap.add_argument("--workers", type=int, default=None, help="processes, one thread each (default: up to 2)")
+    ap.add_argument("--ship", action="store_true", help="copy results.json into ftbook/results when done")
+    args = ap.parse_args(argv)
+    results = run_experiment(args.out, args.profile, workers=args.workers)
+    for row in results["rows"]:
+        print(f"{row['labels']:>6} labels: pre-trained {row['pretrained']:.4f} ± {row['pretrained_std']:.4f}, "
+              f"random {row['random']:.4f} ± {row['random_std']:.4f}, TF-IDF + LR {row['tfidf_lr']:.4f}")
+    if args.ship:
+        print("shipped to", ship(args.out))
+    return 0

@@ -15,14 +15,12 @@ once with :func:`train_chinese_bert` (``python -m ftbook pretrain``) and ships i
   loss of guessing by character frequency (the plateau an MLM must leave).
 * :func:`train_chinese_bert` - the long, resumable run; :func:`ship` / :func:`check_shipped` /
   :func:`pretrained_chinese_bert` - its result in ``ftbook/weights/chinese-bert-tiny``.
-* :func:`label_budget_experiment` - "why pre-train": fine-tune on 100 / 300 / 1000 / all labels,
-  pre-trained vs randomly initialised, each run through :func:`ftbook.training.train` (cached as a
-  small JSON).
+* "Why pre-train" (100 / 300 / 1000 / all labels, pre-trained vs random init vs TF-IDF) is
+  :mod:`ftbook.label_budgets`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import sys
@@ -43,17 +41,12 @@ register_sizes(
         # (benchmarks/pretrain_recipes.py compares the two on equal steps)
         "mlm_probability": 0.4, "log_every": 25, "seed": 0,
         "live_steps": 80,  # chapter 9's live run of train_chinese_bert (the shipped run took `steps`)
-        # "why pre-train" experiment
-        "budgets": [100, 300, 1000, None], "ft_seeds": [0], "ft_steps": 100, "ft_lr": 3e-4,
-        "ft_batch_size": 32, "ft_eval_max": None,
     },
     full={
         "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
         "intermediate_size": 3072, "max_length": 256, "min_freq": 2, "batch_size": 32,
         "steps": 20000, "lr": 1e-4, "warmup_steps": 1000, "weight_decay": 0.01,
         "mlm_probability": 0.15, "log_every": 100, "seed": 0, "live_steps": 200,
-        "budgets": [100, 300, 1000, None], "ft_seeds": [0, 1, 2], "ft_steps": 600, "ft_lr": 3e-5,
-        "ft_batch_size": 32, "ft_eval_max": None,
     },
 )
 
@@ -527,156 +520,3 @@ def masked_accuracy(model, tokenizer, texts: Sequence[str], max_length: int = 64
     data = mlm_dataset(encode_corpus(tokenizer, texts, max_length), tokenizer)
     return mlm_scores(model, data, mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
                       seed=seed, batch_size=batch_size)["masked_accuracy"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Why pre-train: label budgets
-# ----------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _no_datasets_bars():
-    """No ``datasets`` progress bars inside the block (restored afterwards)."""
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
-
-
-def finetune_accuracy(checkpoint: str | Path, train_texts, train_labels, eval_texts, eval_labels, *,
-                      pretrained: bool, steps: int, lr: float, batch_size: int = 32,
-                      max_length: int = 64, seed: int = 0) -> float:
-    """Fine-tune a sequence classifier for ``steps`` steps and return its accuracy on the eval set.
-
-    ``pretrained=True`` starts from ``checkpoint``'s weights; ``False`` from a random
-    initialisation of the same architecture and vocabulary (the control). Training is
-    :func:`ftbook.training.train` with its defaults (AdamW, weight decay 0.01 but not on biases
-    and LayerNorm, 10% linear warm-up then linear decay, clipping at 1) for exactly ``steps``
-    steps of ``batch_size`` texts (a small set is repeated for as many epochs as that takes);
-    accuracy is :func:`ftbook.training.evaluate` on the eval set.
-    """
-    from dataclasses import replace
-
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from .data import encode
-    from .training import TrainConfig, evaluate, steps_per_epoch, train
-    from .vocab import char_tokenizer
-
-    if len(train_texts) != len(train_labels) or len(eval_texts) != len(eval_labels):
-        raise ValueError("texts and labels differ in length")
-    if not train_texts:
-        raise ValueError("no training texts")
-    tok = char_tokenizer(Path(checkpoint) / "vocab.txt", model_max_length=max_length)
-    with _no_datasets_bars():  # run in a worker, the bars would land in the notebook's output
-        train_data = encode(train_texts, list(train_labels), tok, max_length, num_labels=2)
-        eval_data = encode(eval_texts, list(eval_labels), tok, max_length, num_labels=2)
-    torch.manual_seed(seed)
-    if pretrained:
-        from .resources import quiet_load  # the MLM head is dropped, the new classifier is "missing"
-
-        model = quiet_load(lambda: BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2))
-    else:
-        model = BertForSequenceClassification(BertConfig.from_pretrained(checkpoint, num_labels=2))
-    config = TrainConfig(lr=lr, max_steps=steps, batch_size=min(batch_size, len(train_data)),
-                         patience=None, load_best=False, seed=seed, progress=False)
-    config = replace(config, epochs=math.ceil(steps / steps_per_epoch(len(train_data), config)))
-    train(model, train_data, None, config)
-    return evaluate(model, eval_data, batch_size=128)["accuracy"]
-
-
-def _run_tasks(tasks, workers: int | None, log) -> list[float]:
-    """Run the independent fine-tuning runs with :func:`ftbook.workers.run_all` (one thread each,
-    so the results do not depend on ``workers``)."""
-    from .workers import run_all
-
-    return run_all(finetune_accuracy, [(args, kwargs) for _, args, kwargs in tasks], workers,
-                   log=log, names=[name for name, _, _ in tasks])
-
-
-def _budget_data(prof: Profile, sizes) -> tuple[list[str], list[int], list[str], list[int]]:
-    """``(texts, labels, eval_texts, eval_labels)``: the train split and the first ``ft_eval_max``
-    test examples (all of them when ``None``)."""
-    from .resources import chinese_reviews
-
-    ds = chinese_reviews(prof)
-    train, test = ds["train"], ds["test"]
-    n_eval = len(test) if sizes.ft_eval_max is None else min(len(test), sizes.ft_eval_max)
-    return list(train["text"]), list(train["label"]), list(test["text"][:n_eval]), list(test["label"][:n_eval])
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return round(mean, 4), round(std, 4)
-
-
-def label_budget_experiment(profile: str | Profile | None = None, *, root: str | Path | None = None,
-                            log: Callable[[str], None] = print, workers: int | None = None) -> dict:
-    """Test accuracy after fine-tuning on 100 / 300 / 1000 / all labels: pre-trained vs random
-    init vs TF-IDF + logistic regression, over the seeds ``ft_seeds``.
-
-    For each budget and seed, all three arms see the same labelled subset
-    (:func:`ftbook.baselines.label_budget_indices`, stratified). The two BERT starts take the same
-    number of optimiser steps (``ft_steps``, :func:`finetune_accuracy`): equal compute; the
-    baseline is :func:`ftbook.baselines.baseline_report` (tuned on validation). Cached as
-    ``results.json`` (fingerprint: the code, the checkpoint's SHA-256, the settings, the data);
-    returns ``{"rows": [{"labels", "pretrained", "pretrained_std", "random", "random_std",
-    "tfidf_lr", "tfidf_lr_std", "runs"}], ...}`` (std over seeds; 0 with one seed).
-    The BERT runs go to :func:`ftbook.workers.run_all` (``workers=None``: up to 2 processes,
-    one thread each; the results do not depend on ``workers``).
-    """
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    from . import baselines, data, optim, training, vocab
-    from .checkpoints import cached, fingerprint
-
-    prof = get_profile(profile)
-    sizes = prof.sizes("pretrain")
-    ckpt = pretrained_chinese_bert(prof)
-    manifest = json.loads((ckpt / "MANIFEST.json").read_text(encoding="utf-8"))
-    texts, labels, eval_texts, eval_labels = _budget_data(prof, sizes)
-    fp = fingerprint(sys.modules[__name__], training, optim, data, vocab, baselines,
-                     checkpoint=manifest["files"]["model.safetensors"]["sha256"],
-                     **{k: getattr(sizes, k) for k in ("budgets", "ft_seeds", "ft_steps", "ft_lr", "ft_batch_size",
-                                                       "ft_eval_max", "max_length")},
-                     data=corpus_digest(texts + eval_texts + [str(y) for y in labels + eval_labels]),
-                     threads=1)
-
-    def build(tmp: Path) -> None:
-        tasks, keys = [], []
-        for budget in sizes.budgets:
-            for seed in sizes.ft_seeds:
-                idx = baselines.label_budget_indices(labels, budget, seed)
-                sub_texts, sub_labels = [texts[i] for i in idx], [labels[i] for i in idx]
-                for arm, pre in (("pretrained", True), ("random", False)):
-                    kwargs = dict(pretrained=pre, steps=sizes.ft_steps, lr=sizes.ft_lr,
-                                  batch_size=sizes.ft_batch_size, max_length=sizes.max_length, seed=seed)
-                    tasks.append((f"{len(idx)} labels, seed {seed}, {arm}",
-                                  (str(ckpt), sub_texts, sub_labels, eval_texts, eval_labels), kwargs))
-                    keys.append((budget, seed, arm))
-        accs = dict(zip(keys, _run_tasks(tasks, workers, log)))
-        for budget in sizes.budgets:
-            for seed in sizes.ft_seeds:
-                report = baselines.baseline_report("chinese", prof, train_limit=budget, seed=seed, root=root, log=log)
-                accs[(budget, seed, "tfidf_lr")] = report["tfidf_lr"]["test_accuracy"]
-        rows = []
-        for budget in sizes.budgets:
-            row = {"labels": len(texts) if budget is None else budget, "runs": {}}
-            for arm in ("pretrained", "random", "tfidf_lr"):
-                values = [accs[(budget, seed, arm)] for seed in sizes.ft_seeds]
-                row[arm], row[f"{arm}_std"] = _mean_std(values)
-                row["runs"][arm] = [round(v, 4) for v in values]
-            rows.append(row)
-        n_eval = len(eval_labels)
-        result = {"rows": rows, "eval_split": "test", "n_eval": n_eval, "steps": sizes.ft_steps,
-                  "seeds": list(sizes.ft_seeds),
-                  "majority": round(max(sum(eval_labels), n_eval - sum(eval_labels)) / n_eval, 4)}
-        (tmp / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-
-    folder = cached(f"label-budgets-{prof.name}", build, fp, root=root, log=log)
-    return json.loads((folder / "results.json").read_text(encoding="utf-8"))

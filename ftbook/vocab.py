@@ -1,4 +1,5 @@
-"""A deterministic character vocabulary for Chinese BERT.
+"""Vocabularies the book builds: a deterministic character vocabulary for Chinese BERT, and a
+byte-level BPE (:func:`train_byte_level_bpe`, the decoder LMs' kind of tokenizer).
 
 Taught in chapter 3 (``chapters/03_data.ipynb``, "字表：确定性地构建 vocab.txt") and used by
 chapter 9's pre-training. Same corpus -> same ``vocab.txt``, byte for byte (``tokenizers``'
@@ -96,3 +97,33 @@ def char_tokenizer(vocab_path: str | os.PathLike, model_max_length: int = 512):
     if tok.vocab_size != sum(1 for _ in vocab_path.open(encoding="utf-8")):
         raise RuntimeError(f"tokenizer loaded {tok.vocab_size} tokens from {vocab_path}; file has more")
     return tok
+
+
+def train_byte_level_bpe(texts: Iterable[str], vocab_size: int = 6000, min_frequency: int = 2,
+                         model_max_length: int = 512):
+    """Train a byte-level BPE tokenizer (GPT-2's scheme, and SmolLM2's / Qwen2.5's) with ``tokenizers``.
+
+    Text is first turned into its UTF-8 bytes, each byte shown as one printable character, so the
+    base alphabet is the 256 bytes and **no input is ever unknown**; BPE then merges the most
+    frequent adjacent pairs until ``vocab_size``. A Chinese character is 3 bytes: unmerged, it costs
+    3 tokens. Returns a ``transformers.PreTrainedTokenizerFast`` whose ``decode`` gives back the text.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if not isinstance(vocab_size, int) or vocab_size < 257:
+        raise ValueError(f"vocab_size must be an int >= 257 (the 256 bytes + 1), got {vocab_size!r}")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("cannot train a tokenizer on no texts")
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts must be strings")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                  special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                   model_max_length=model_max_length)

@@ -1,7 +1,7 @@
 """Independent training runs in parallel worker processes, one torch thread each.
 
 Used by the cached experiments that train several small models side by side: chapter 9's label
-budgets (:func:`ftbook.pretrain.label_budget_experiment`), chapter 11's learning-rate x warm-up
+budgets (:func:`ftbook.label_budgets.run_experiment`), chapter 11's learning-rate x warm-up
 search (:func:`ftbook.evaluation.lr_warmup_search`) and chapter 17's FAQ experiments
 (:mod:`ftbook.faq`).
 

@@ -292,13 +292,13 @@ def test_padding_strategies_and_compare_padding_on_a_tiny_bert():
 
 def test_train_byte_level_bpe_never_unknown_round_trips_and_merges():
     corpus = ["今天天气很好", "今天心情很好", "the weather is good today"] * 20
-    tok = D.train_byte_level_bpe(corpus, vocab_size=400, min_frequency=1)
+    tok = vocab.train_byte_level_bpe(corpus, vocab_size=400, min_frequency=1)
     for text in ("今天很好", "unseen 字符 ☃ and émoji 🙂"):  # never seen: still encodable, exactly
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.decode(ids) == text and tok.unk_token_id is None
     assert len(tok("今天", add_special_tokens=False)["input_ids"]) == 1  # 6 bytes merged into one token
     assert len(tok("☃", add_special_tokens=False)["input_ids"]) == 3  # an unseen character: its 3 bytes
     with pytest.raises(ValueError, match="257"):
-        D.train_byte_level_bpe(corpus, vocab_size=100)
+        vocab.train_byte_level_bpe(corpus, vocab_size=100)
     with pytest.raises(ValueError, match="no texts"):
-        D.train_byte_level_bpe([], vocab_size=300)
+        vocab.train_byte_level_bpe([], vocab_size=300)

@@ -157,7 +157,6 @@ SMALL = {
     "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
     "max_length": 32, "min_freq": 2, "batch_size": 8, "steps": 6, "lr": 1e-3, "warmup_steps": 2,
     "weight_decay": 0.01, "mlm_probability": 0.15, "log_every": 3, "seed": 0,
-    "budgets": [16, 40], "ft_seeds": [0, 1], "ft_steps": 3, "ft_lr": 1e-3, "ft_batch_size": 8, "ft_eval_max": 40,
 }
 
 
@@ -172,13 +171,6 @@ def small_profile(monkeypatch):
     texts = list(chinese_reviews("tiny")["train"]["text"][:200])
     monkeypatch.setattr(corpus, "chinese_corpus", lambda profile=None: list(texts))
     monkeypatch.setattr(pretrain, "held_out_texts", lambda profile=None: list(texts[:20]))
-    budget_data = pretrain._budget_data  # the label budgets: 200 labelled texts rather than 13,810
-
-    def small_budget_data(prof, sizes):
-        train_texts, train_labels, eval_texts, eval_labels = budget_data(prof, sizes)
-        return train_texts[:200], train_labels[:200], eval_texts, eval_labels
-
-    monkeypatch.setattr(pretrain, "_budget_data", small_budget_data)
     return texts
 
 
@@ -283,25 +275,6 @@ def test_unigram_entropy_and_mlm_scores_against_bert_for_masked_lm():
     assert scores["masked_accuracy"] == pytest.approx(float(right))
 
 
-def test_label_budget_experiment_small(small_profile, tmp_path, monkeypatch):
-    res = pretrain.label_budget_experiment("tiny", root=tmp_path, log=lambda m: None)
-    assert [r["labels"] for r in res["rows"]] == [16, 40]
-    assert res["n_eval"] == 40 and res["steps"] == 3 and res["seeds"] == [0, 1]
-    for r in res["rows"]:
-        for arm in ("pretrained", "random", "tfidf_lr"):
-            runs = r["runs"][arm]
-            assert len(runs) == 2 and r[arm] == pytest.approx(sum(runs) / 2, abs=1e-4)
-            assert r[f"{arm}_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2 ** 0.5, abs=1e-4)
-    logs = []
-    assert pretrain.label_budget_experiment("tiny", root=tmp_path, log=logs.append) == res
-    assert not logs  # cached: nothing trained
-    small = pretrain._budget_data  # one flipped label is other data: the cache is rebuilt
-    flipped = lambda prof, sizes: (lambda t, y, et, ey: (t, [1 - y[0], *y[1:]], et, ey))(*small(prof, sizes))  # noqa: E731
-    monkeypatch.setattr(pretrain, "_budget_data", flipped)
-    pretrain.label_budget_experiment("tiny", root=tmp_path, log=logs.append)
-    assert any("other settings" in m for m in logs)
-
-
 def test_fill_mask_needs_a_mask(small_profile, tmp_path):
     from transformers import BertForMaskedLM
 
@@ -337,17 +310,6 @@ def test_pretrain_mlm_bad_arguments():
         pretrain.pretrain_mlm(None, [[1]], tokenizer=None, steps=0, batch_size=2, lr=1e-3)
     with pytest.raises(ValueError, match="at least batch_size"):
         pretrain.pretrain_mlm(None, [[1]], tokenizer=None, steps=2, batch_size=2, lr=1e-3)
-
-
-def test_label_budget_experiment_bad_workers():
-    with pytest.raises(ValueError, match="workers"):
-        pretrain.label_budget_experiment("tiny", workers=0)
-
-
-def test_label_budget_parallel_equals_serial(small_profile, tmp_path):
-    serial = pretrain.label_budget_experiment("tiny", root=tmp_path / "a", log=lambda m: None, workers=1)
-    parallel = pretrain.label_budget_experiment("tiny", root=tmp_path / "b", log=lambda m: None, workers=2)
-    assert serial["rows"] == parallel["rows"]  # one thread per run either way: identical numbers
 
 
 def test_mlm_loss_equals_bert_for_masked_lm_loss():
@@ -453,39 +415,3 @@ def test_pretrain_mlm_learns(tmp_path):
     assert [h["step"] for h in history] == [20, 40, 60, 80]
     assert history[-1]["loss"] < math.log(len(tok)) - 1.0, history
     assert history[-1]["loss"] < history[0]["loss"] - 0.5, history
-
-
-def _synthetic_reviews(n, seed):
-    """Texts whose label is whether '好' or '差' is in them (among filler characters)."""
-    import random
-
-    rng = random.Random(seed)
-    filler = "这家店的房间服务一般我们住了两天早餐还可以"
-    texts, labels = [], []
-    for _ in range(n):
-        y = rng.randrange(2)
-        chars = [rng.choice(filler) for _ in range(rng.randrange(6, 14))]
-        chars.insert(rng.randrange(len(chars)), "好" if y else "差")
-        texts.append("".join(chars))
-        labels.append(y)
-    return texts, labels
-
-
-def test_finetune_accuracy_trains_exactly_steps_and_beats_chance(tmp_path, monkeypatch):
-    from transformers import BertConfig
-
-    from ftbook import training
-
-    texts, labels = _synthetic_reviews(120, seed=0)
-    eval_texts, eval_labels = _synthetic_reviews(200, seed=1)
-    tok = pretrain.build_tokenizer(texts, tmp_path, min_freq=1, max_length=32)
-    BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-               intermediate_size=64).save_pretrained(tmp_path)
-    runs = []
-    real_train = training.train
-    monkeypatch.setattr(training, "train", lambda *a, **k: runs.append(real_train(*a, **k)) or runs[-1])
-    acc = pretrain.finetune_accuracy(tmp_path, texts, labels, eval_texts, eval_labels, pretrained=False,
-                                     steps=60, lr=2e-3, batch_size=16, max_length=32)
-    assert runs[0].steps == 60 and runs[0].samples > 120  # 8 steps an epoch: repeated for 60 steps
-    majority = max(sum(eval_labels), len(eval_labels) - sum(eval_labels)) / len(eval_labels)
-    assert acc > majority + 0.2, (acc, majority)

@@ -36,10 +36,14 @@ register_sizes(
     "serve",
     # Limits of the API and sizes of the load benchmark.
     # max_concurrency: /predict requests in flight or waiting (twice the benchmark's clients).
+    # bench_*: the load test of chapter 12 - bench_requests per concurrency level (bench_levels),
+    # each level stopped after bench_max_seconds; then bench_batch texts per request at the top level.
     tiny=dict(max_batch=32, max_length=128, max_texts=64, max_chars=2000, max_body_bytes=1_000_000,
-              max_concurrency=16, bench_requests=96, bench_concurrency=8, bench_batch=8),
+              max_concurrency=16, bench_requests=300, bench_levels=(1, 2, 4, 8), bench_batch=8,
+              bench_max_seconds=60),
     full=dict(max_batch=64, max_length=256, max_texts=128, max_chars=5000, max_body_bytes=4_000_000,
-              max_concurrency=32, bench_requests=1000, bench_concurrency=16, bench_batch=16),
+              max_concurrency=32, bench_requests=2000, bench_levels=(1, 4, 16), bench_batch=16,
+              bench_max_seconds=120),
 )
 
 UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -539,11 +543,13 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def load_test(url: str, texts: Sequence[str], *, requests: int, concurrency: int = 1, batch: int = 1,
-              timeout: float = 120.0) -> dict:
+              timeout: float = 120.0, max_seconds: float | None = None) -> dict:
     """Send ``requests`` POST /predict requests of ``batch`` texts each from ``concurrency`` threads.
 
-    Bounded and loopback-only (``url`` must point at this machine). Returns requests/s, texts/s,
-    p50/p95/max latency in milliseconds and the number of errors (non-200 answers or failures).
+    Bounded in count and, with ``max_seconds``, in time (no request starts after it; ``requests``
+    in the result is the number sent), and loopback-only (``url`` must point at this machine).
+    Returns requests/s, texts/s, p50/p95/max latency in milliseconds and the number of errors
+    (non-200 answers or failures).
     """
     from concurrent.futures import ThreadPoolExecutor
     from urllib.parse import urlparse
@@ -557,6 +563,9 @@ def load_test(url: str, texts: Sequence[str], *, requests: int, concurrency: int
                                ("batch", batch, 10_000)):
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
             raise ValueError(f"{name} must be an int in 1..{upper}, got {value!r}")
+    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
+                                    or not max_seconds > 0):
+        raise ValueError(f"max_seconds must be a positive number or None, got {max_seconds!r}")
     texts = [t for t in texts]
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise ValueError("texts must be a non-empty list of non-empty strings")
@@ -567,6 +576,8 @@ def load_test(url: str, texts: Sequence[str], *, requests: int, concurrency: int
     local = threading.local()
 
     def one(payload: dict) -> None:
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            return  # the time bound: not sent
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=url, timeout=timeout)
         t0 = time.perf_counter()
@@ -583,11 +594,40 @@ def load_test(url: str, texts: Sequence[str], *, requests: int, concurrency: int
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(one, payloads))
     seconds = time.perf_counter() - start
+    sent = len(latencies)
     return {
-        "requests": requests, "concurrency": concurrency, "batch": batch,
+        "requests": sent, "planned": requests, "concurrency": concurrency, "batch": batch,
         "errors": len(errors), "error_kinds": sorted(set(errors)),
-        "seconds": seconds, "requests_per_s": requests / seconds,
-        "texts_per_s": requests * batch / seconds,
+        "seconds": seconds, "requests_per_s": sent / seconds,
+        "texts_per_s": sent * batch / seconds,
         "p50_ms": 1000 * _percentile(latencies, 50), "p95_ms": 1000 * _percentile(latencies, 95),
-        "max_ms": 1000 * max(latencies),
+        "p99_ms": 1000 * _percentile(latencies, 99),
+        "max_ms": 1000 * max(latencies) if latencies else float("nan"),
     }
+
+
+def load_sweep(url: str, texts: Sequence[str], *, requests: int, levels: Sequence[int], batch: int,
+               max_seconds: float | None = None, warmup: int = 8) -> list[dict]:
+    """The load test of chapter 12 and ``benchmarks/serve.py``: ``warmup`` unmeasured requests,
+    then ``requests`` one-text requests at each concurrency in ``levels``, then the same number of
+    texts in requests of ``batch`` texts at the highest level. Each row is :func:`load_test`'s
+    result with its ``name``; every level is bounded by ``requests`` and ``max_seconds``."""
+    if not levels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in levels):
+        raise ValueError(f"levels must be a non-empty list of positive ints, got {levels!r}")
+    load_test(url, texts, requests=warmup)  # the first requests pay for lazy initialisation
+    rows = [{"name": f"{c} 并发，1 条/请求", **load_test(url, texts, requests=requests, concurrency=c,
+                                                      max_seconds=max_seconds)} for c in levels]
+    top = max(levels)
+    rows.append({"name": f"{top} 并发，{batch} 条/请求",
+                 **load_test(url, texts, requests=max(1, requests // batch), concurrency=top, batch=batch,
+                             max_seconds=max_seconds)})
+    return rows
+
+
+def format_sweep(rows: Sequence[dict]) -> str:
+    """:func:`load_sweep`'s rows as a table (our printed output is Chinese)."""
+    lines = [f"{'负载':<16}{'请求数':>6}{'错误':>5}{'请求/s':>9}{'文本/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"]
+    for r in rows:
+        lines.append(f"{r['name']:<16}{r['requests']:>6}{r['errors']:>5}{r['requests_per_s']:>9.1f}"
+                     f"{r['texts_per_s']:>9.1f}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}{r['p99_ms']:>9.1f}")
+    return "\n".join(lines)

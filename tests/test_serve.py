@@ -280,6 +280,10 @@ def test_load_test_refuses_remote_and_bad_sizes():
         serve.load_test("http://127.0.0.1:1", ["a"], requests=1, concurrency=1000)
     with pytest.raises(ValueError, match="non-empty list"):
         serve.load_test("http://127.0.0.1:1", [""], requests=1)
+    with pytest.raises(ValueError, match="max_seconds"):
+        serve.load_test("http://127.0.0.1:1", ["a"], requests=1, max_seconds=0)
+    with pytest.raises(ValueError, match="levels"):
+        serve.load_sweep("http://127.0.0.1:1", ["a"], requests=1, levels=[], batch=1)
 
 
 def test_load_test_counts_errors_when_nothing_listens():
@@ -290,9 +294,18 @@ def test_load_test_counts_errors_when_nothing_listens():
 def test_running_server_and_load_test(ckpt):
     with serve.running_server(ckpt, extra_args=["--max-length", "32"]) as url:
         res = serve.load_test(url, TEXTS, requests=6, concurrency=2, batch=2)
+        rows = serve.load_sweep(url, TEXTS, requests=6, levels=[1, 2], batch=3, warmup=1)
+        bounded = serve.load_test(url, TEXTS, requests=100_000, concurrency=2, max_seconds=0.5)
     assert res["errors"] == 0 and res["requests"] == 6
-    assert res["p50_ms"] <= res["p95_ms"] <= res["max_ms"]
+    assert res["p50_ms"] <= res["p95_ms"] <= res["p99_ms"] <= res["max_ms"]
     assert res["texts_per_s"] == pytest.approx(2 * res["requests_per_s"])
+    assert [r["name"] for r in rows] == ["1 并发，1 条/请求", "2 并发，1 条/请求", "2 并发，3 条/请求"]
+    assert [(r["requests"], r["concurrency"], r["batch"], r["errors"]) for r in rows] == [
+        (6, 1, 1, 0), (6, 2, 1, 0), (2, 2, 3, 0)]
+    assert "p99 ms" in serve.format_sweep(rows).splitlines()[0]
+    # the time bound: far fewer than the 100,000 planned requests, and every one of them answered
+    assert 0 < bounded["requests"] < 100_000 == bounded["planned"] and bounded["errors"] == 0
+    assert bounded["seconds"] < 30
 
 
 def test_percentile():

@@ -8,6 +8,11 @@ chapter whose training would be long (the uvadlc pattern: load when present, els
 * Reads are verified: a folder whose manifest is missing, whose files changed, or whose
   fingerprint (the settings that built it) differs is rebuilt, never silently loaded.
 * A file lock makes two processes (e.g. two notebooks under ``pytest -n 2``) build once.
+* Prebuilt entries: a long run done once may ship in the package, ``ftbook/prebuilt/<name>``, as
+  an exact copy of its cache folder (manifest included). :func:`cached` fills an empty cache from
+  it when its fingerprint equals the one the current code asks for; otherwise (other code, other
+  settings) it builds as usual and says why. ``FTBOOK_NO_PREBUILT=1`` ignores the prebuilt copies
+  (to reproduce one), and ``python -m ftbook prebuilt ship NAME`` copies a cache entry there.
 """
 
 from __future__ import annotations
@@ -23,6 +28,17 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 MANIFEST = "MANIFEST.json"
 ENV_VAR = "FTBOOK_CACHE"
+NO_PREBUILT_VAR = "FTBOOK_NO_PREBUILT"
+PREBUILT_ROOT = Path(__file__).resolve().parent / "prebuilt"
+
+# where each entry named so far in this process came from: "cache", "prebuilt" or "built"
+SOURCES: dict[str, str] = {}
+# True (tests): an entry whose prebuilt copy is stale raises instead of being built
+STALE_PREBUILT_IS_ERROR = False
+
+
+class StalePrebuiltError(RuntimeError):
+    """The prebuilt copy of a cache entry was made by other code or settings than the current ones."""
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -157,6 +173,49 @@ def _jsonable(value: Any):
     raise TypeError(f"fingerprint setting of type {type(value).__name__} is not JSON-serialisable: {value!r}")
 
 
+def fingerprint_diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two fingerprints (``code.ftbook.training``)."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, Mapping) and isinstance(y, Mapping):
+            out += fingerprint_diff(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def prebuilt_dir(name: str) -> Path:
+    """Where a shipped copy of cache entry ``name`` lives (it may not exist)."""
+    return PREBUILT_ROOT / name
+
+
+def _from_prebuilt(name: str, target: Path, fingerprint: Mapping[str, Any], log: Callable[[str], None]) -> bool:
+    """Fill ``target`` from the prebuilt copy of ``name`` when it exists, is intact and was built with
+    ``fingerprint``; return whether it did. A stale copy is reported (the keys that differ), not used."""
+    shipped = prebuilt_dir(name)
+    if os.environ.get(NO_PREBUILT_VAR) == "1" or not (shipped / MANIFEST).is_file():
+        return False
+    manifest = verify(shipped)  # a damaged shipped file is an error, never a silent rebuild
+    wanted = json.loads(json.dumps(dict(fingerprint), sort_keys=True))
+    if manifest["fingerprint"] != wanted:
+        keys = fingerprint_diff(manifest["fingerprint"], wanted)
+        if STALE_PREBUILT_IS_ERROR:
+            raise StalePrebuiltError(f"ftbook/prebuilt/{name} is stale: {', '.join(keys)} differ; rebuild it "
+                                     f"(FTBOOK_NO_PREBUILT=1) and ship it again (python -m ftbook prebuilt ship)")
+        log(f"[ftbook] cache {name}: the prebuilt copy was made by other code or settings ({', '.join(keys)}); "
+            f"building it here")
+        return False
+    with atomic_dir(target, fingerprint) as tmp:
+        for path in _files(shipped):
+            dest = tmp / path.relative_to(shipped)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+    verify(target, fingerprint)
+    log(f"[ftbook] cache {name}: filled from the prebuilt copy in the package (ftbook/prebuilt/{name})")
+    return True
+
+
 def cached(
     name: str,
     build: Callable[[Path], None],
@@ -168,7 +227,8 @@ def cached(
     """Return the verified folder ``<cache>/<name>``, building it with ``build(tmp_dir)`` if needed.
 
     ``fingerprint`` holds every setting that changes the result (sizes, seed, versions); a folder
-    built with other settings, or corrupted, is rebuilt and the reason is logged.
+    built with other settings, or corrupted, is rebuilt and the reason is logged. An empty entry is
+    first filled from its prebuilt copy (see the module docstring) when that copy is current.
     """
     from filelock import FileLock
 
@@ -181,12 +241,29 @@ def cached(
         if target.exists():
             try:
                 verify(target, fingerprint)
+                SOURCES[name] = "cache"
                 return target
             except CorruptCheckpointError as exc:
                 log(f"[ftbook] cache {name}: {exc}; rebuilding")
+        if _from_prebuilt(name, target, fingerprint, log):
+            SOURCES[name] = "prebuilt"
+            return target
         with atomic_dir(target, fingerprint) as tmp:
             build(tmp)
+        SOURCES[name] = "built"
     return target
+
+
+def ship_prebuilt(name: str, root: str | os.PathLike | None = None, dest_root: str | os.PathLike | None = None) -> Path:
+    """Copy the verified cache entry ``name`` (manifest and all) to ``ftbook/prebuilt/<name>``."""
+    source = (Path(root) if root is not None else cache_dir()) / name
+    verify(source)
+    dest = (Path(dest_root) if dest_root is not None else PREBUILT_ROOT) / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest)
+    verify(dest)
+    return dest
 
 
 # ---------------------------------------------------------------- training checkpoints (chapter 10)

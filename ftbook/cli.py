@@ -9,6 +9,7 @@ Commands (each lives in the module that teaches it):
 * ``finetune``  - chapter 10, :func:`finetune_main` here (the loop is :mod:`ftbook.training`)
 * ``serve``     - chapter 12, :mod:`ftbook.serve`
 * ``course``    - the course kit, :mod:`ftbook.course`
+* ``prebuilt``  - chapter 9's cache, :func:`prebuilt_main` here (:func:`ftbook.checkpoints.ship_prebuilt`)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ COMMANDS = {  # name: ("module:function", help)
     "finetune": ("ftbook.cli:finetune_main", "fine-tune a BERT classifier (chapter 10)"),
     "serve": ("ftbook.serve:main", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
     "course": ("ftbook.course:main", "export student / instructor notebooks (course kit)"),
+    "prebuilt": ("ftbook.cli:prebuilt_main", "list or ship the cache entries shipped in the package (chapter 9)"),
 }
 
 
@@ -300,4 +302,59 @@ def label_budgets_main(argv: list[str] | None = None) -> int:
               f"random {row['random']:.4f} ± {row['random_std']:.4f}, TF-IDF + LR {row['tfidf_lr']:.4f}")
     if args.ship:
         print("shipped to", ship(args.out))
+    return 0
+
+
+# --------------------------------------------------------------------------- prebuilt cache entries
+
+PREBUILT_INDEX = "INDEX.json"
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "ftbook"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+uncommitted ftbook changes" if dirty else "")
+
+
+def prebuilt_main(argv: list[str] | None = None) -> int:
+    """``python -m ftbook prebuilt list | ship NAME... --command CMD``: the cache entries that ship
+    in ``ftbook/prebuilt`` (a long run done once), each recorded in its ``INDEX.json`` with the
+    command that produced it, the commit, machine, date and wall time."""
+    import datetime
+    import platform
+
+    from . import checkpoints
+
+    ap = argparse.ArgumentParser(prog="python -m ftbook prebuilt", description=prebuilt_main.__doc__)
+    sub = ap.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="the shipped entries, their size and provenance")
+    ship = sub.add_parser("ship", help="copy cache entries into ftbook/prebuilt")
+    ship.add_argument("names", nargs="+", help="cache folder names, e.g. finetuned-chinese-tiny")
+    ship.add_argument("--cache", type=Path, default=None, help="cache root (default: $FTBOOK_CACHE)")
+    ship.add_argument("--command", required=True, help="the command that built them (recorded)")
+    ship.add_argument("--wall-s", type=float, default=None, help="wall seconds of that command (recorded)")
+    args = ap.parse_args(argv)
+    index_path = checkpoints.PREBUILT_ROOT / PREBUILT_INDEX
+    index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {}
+    if args.action == "list":
+        for name, meta in sorted(index.items()):
+            folder = checkpoints.prebuilt_dir(name)
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+            print(f"{name:<40} {size:8.2f} MB  {meta.get('date', '?')}  {meta.get('command', '?')}")
+        return 0
+    cpus = f"{platform.machine()}, {__import__('os').cpu_count()} CPUs"
+    for name in args.names:
+        dest = checkpoints.ship_prebuilt(name, root=args.cache)
+        index[name] = {"command": args.command, "wall_s": args.wall_s, "commit": _git_commit(), "machine": cpus,
+                       "date": datetime.date.today().isoformat()}
+        print(f"shipped {name} -> {dest}")
+    index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return 0

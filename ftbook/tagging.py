@@ -12,7 +12,8 @@ organisation or place head: 中央人民广播电台, 人民大会堂, 国务院
 
 Model: ``BertForTokenClassification`` (a linear layer on every token's hidden state) on top of the
 profile's Chinese BERT (``tiny``: chapter 9's MLM-pretrained character BERT; ``full``:
-``bert-base-chinese``); ``init="scratch"`` trains the same shape from random weights instead. With a
+``bert-base-chinese``); ``init="random_init"`` trains the same network from random weights (the
+control that shows what pre-training brings). With a
 character vocabulary each character is one token, but the alignment code
 (:func:`align_labels`) is the general one: special tokens and the non-first pieces of a word get
 label ``-100`` (ignored by the loss), as with WordPiece on English.
@@ -20,7 +21,8 @@ Training: the book's one loop, :func:`ftbook.training.train` (token labels in
 :class:`ftbook.data.Encoded`, linear warm-up and decay, no weight decay on biases and LayerNorm,
 batches grouped by length), keeping the epoch with the best entity F1 on validation sentences.
 Scores: entity-level precision / recall / F1 with ``seqeval`` (an entity counts only when its
-type and both boundaries are right).
+type and both boundaries are right), on the whole test split, beside a lexicon baseline
+(:class:`LexiconTagger`) and the same network trained from random weights: :func:`ner_report`.
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ from .config import Profile, get_profile, register_sizes
 
 register_sizes(
     "tagging",
-    tiny=dict(max_chars=64, train_sentences=6000, eval_sentences=500, hidden=128, layers=2, heads=2,
-              ffn=512, epochs=2, batch_size=16, lr=1e-3, warmup=0.1, vocab_min_freq=2, init="pretrained",
-              group_by_length=True),
-    full=dict(max_chars=126, train_sentences=40000, eval_sentences=3000, hidden=256, layers=4, heads=4,
-              ffn=1024, epochs=3, batch_size=32, lr=5e-5, warmup=0.1, vocab_min_freq=1, init="pretrained",
-              group_by_length=True),
+    # tiny: 20,000 of the 56,050 training sentences, 3 epochs (~9 min per start on one core), run
+    # once and its report shipped (ftbook/prebuilt); scored on the whole test split
+    tiny=dict(max_chars=64, train_sentences=20000, eval_sentences=1000, test_sentences=None, epochs=3,
+              batch_size=16, lr=1e-3, warmup=0.1, group_by_length=True),
+    # full: bert-base-chinese, the fine-tuning rate BERT's paper recommends (2e-5 - 5e-5), 3 epochs
+    full=dict(max_chars=126, train_sentences=None, eval_sentences=3000, test_sentences=None, epochs=3,
+              batch_size=32, lr=5e-5, warmup=0.1, group_by_length=True),
 )
 
 POS_TO_ENTITY = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
@@ -513,7 +516,8 @@ def entity_scores(true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
         "precision": float(precision_score(true, pred, zero_division=0)),
         "recall": float(recall_score(true, pred, zero_division=0)),
         "f1": float(f1_score(true, pred, zero_division=0)),
-        "per_type": {k: {"f1": float(v["f1-score"]), "support": int(v["support"])}
+        "per_type": {k: {"precision": float(v["precision"]), "recall": float(v["recall"]),
+                         "f1": float(v["f1-score"]), "support": int(v["support"])}
                      for k, v in report.items() if k in ("PER", "LOC", "ORG")},
     }
 
@@ -544,43 +548,33 @@ class LexiconTagger:
         return out
 
 
-def _build_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
+INITS = ("pretrained", "random_init")
+
+
+def _build_ner(folder: Path, sizes, seed: int, profile: str = "tiny", init: str = "pretrained") -> None:
     from .workers import one_thread
 
     # One thread: this small model gains little from two, and under `pytest -n 2` (two notebooks
     # on two cores) two threads per process spin against each other (measured ~10x slower).
     with one_thread():
-        _train_ner(folder, sizes, seed, profile)
+        _train_ner(folder, sizes, seed, profile, init)
 
 
-def _ner_model(folder: Path, sizes, profile: str, chars: Sequence[Sequence[str]]):
-    """``(model, tokenizer)`` to fine-tune, with the character vocabulary written to ``folder``:
-    the profile's pre-trained Chinese BERT (tiny: chapter 9's MLM-pretrained char BERT; full:
-    bert-base-chinese) with a new tagging head, or (``init="scratch"``) the configured shape
-    from random weights and a vocabulary of the training characters."""
+def new_tagger(base: str, init: str = "pretrained", seed: int = 0):
+    """The base Chinese BERT with a tagging head: its pre-trained weights (``"pretrained"``), or
+    the same architecture and vocabulary from random weights (``"random_init"``, the control)."""
+    import torch
     from transformers import BertConfig, BertForTokenClassification
 
-    from .vocab import build_char_vocab, char_tokenizer, save_vocab
+    from .resources import from_pretrained, quiet_load
 
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     heads = dict(num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL2ID)
-    if sizes.init == "pretrained":
-        from transformers import AutoTokenizer
-
-        from .resources import from_pretrained, quiet_load
-
-        base = models.model_source("chinese", profile)
-        vocab = from_pretrained(AutoTokenizer, base).get_vocab()  # token -> id
-        save_vocab(sorted(vocab, key=vocab.__getitem__), folder / "vocab.txt")
-        # the MLM head is dropped, the tagging head is "missing": quiet_load hides that report
-        model = quiet_load(lambda: from_pretrained(BertForTokenClassification, base, use_safetensors=True, **heads))
-    else:
-        vocab = build_char_vocab(("".join(c) for c in chars), min_freq=sizes.vocab_min_freq)
-        save_vocab(vocab, folder / "vocab.txt")
-        model = BertForTokenClassification(BertConfig(
-            vocab_size=len(vocab), hidden_size=sizes.hidden, num_hidden_layers=sizes.layers,
-            num_attention_heads=sizes.heads, intermediate_size=sizes.ffn,
-            max_position_embeddings=sizes.max_chars + 2, **heads))
-    return model, char_tokenizer(folder / "vocab.txt", model_max_length=sizes.max_chars + 2)
+    torch.manual_seed(seed)
+    if init == "pretrained":  # the MLM head is dropped and the tagging head is new: quiet_load hides that report
+        return quiet_load(lambda: from_pretrained(BertForTokenClassification, base, use_safetensors=True, **heads))
+    return BertForTokenClassification(from_pretrained(BertConfig, base, **heads))
 
 
 def ner_train_config(sizes, seed: int = 0):
@@ -595,25 +589,28 @@ def ner_train_config(sizes, seed: int = 0):
                        patience=None, load_best=True, seed=seed, progress=False)
 
 
-def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
+def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny", init: str = "pretrained") -> None:
     """Fine-tune on the first ``train_sentences`` training sentences through
     :func:`ftbook.training.train`, choosing the epoch by entity F1 on the first
-    ``eval_sentences`` validation sentences; write the model, ``loss_history.txt`` (loss per
-    step) and ``history.json`` (one record per evaluation) to ``folder``."""
+    ``eval_sentences`` validation sentences; write the model, its vocabulary, ``loss_history.txt``
+    (loss per step) and ``history.json`` (one record per evaluation) to ``folder``."""
     import json
 
-    import torch
+    from transformers import AutoTokenizer
 
     from . import training
+    from .resources import from_pretrained
+    from .vocab import char_tokenizer, save_vocab
 
     ds = people_daily_ner(max_chars=sizes.max_chars)
-    train = ds["train"].select(range(min(sizes.train_sentences, len(ds["train"]))))
-    val = ds["validation"].select(range(min(sizes.eval_sentences, len(ds["validation"]))))
-    chars = train["chars"][:]  # plain lists: indexing a datasets Column reads Arrow each time
-    torch.manual_seed(seed)
-    model, tok = _ner_model(folder, sizes, profile, chars)
+    train, val = first(ds["train"], sizes.train_sentences), first(ds["validation"], sizes.eval_sentences)
+    base = models.model_source("chinese", profile)
+    model = new_tagger(base, init, seed)
     max_length = sizes.max_chars + 2
-    train_data = encode_ner(tok, chars, train["tags"][:], max_length)
+    vocab = from_pretrained(AutoTokenizer, base).get_vocab()  # token -> id (tiny: characters; full: WordPiece)
+    save_vocab(sorted(vocab, key=vocab.__getitem__), folder / "vocab.txt")
+    tok = char_tokenizer(folder / "vocab.txt", model_max_length=max_length)  # one token per character
+    train_data = encode_ner(tok, train["chars"][:], train["tags"][:], max_length)
     val_data = encode_ner(tok, val["chars"][:], val["tags"][:], max_length) if len(val) else None
     result = training.train(model, train_data, val_data, ner_train_config(sizes, seed), evaluate_fn=entity_f1)
     model.save_pretrained(folder, safe_serialization=True)
@@ -622,21 +619,33 @@ def _train_ner(folder: Path, sizes, seed: int, profile: str = "tiny") -> None:
     (folder / "history.json").write_text(json.dumps(result.history, indent=1) + "\n", encoding="utf-8")
 
 
-def trained_ner(profile: str | Profile | None = None, seed: int = 0) -> Path:
-    """A ``BertForTokenClassification`` trained on People's Daily NER, cached; returns its folder.
-
-    The cache is keyed on the sizes, the seed, the labels, the code that builds it and, for
-    ``init="pretrained"``, the pre-trained base (a new pre-training means a new NER model).
-    """
+def _ner_fingerprint(profile, seed: int, init: str) -> dict:
     from . import checkpoints, data, optim, resources, training, vocab
 
-    profile = get_profile(profile)
     sizes = profile.sizes("tagging")
-    base = models.source_fingerprint(models.model_source("chinese", profile)) if sizes.init == "pretrained" else None
-    fingerprint = checkpoints.fingerprint(sys.modules[__name__], training, optim, data, vocab, resources,
-                                          sizes=vars(sizes), seed=seed, labels=list(LABELS), base=base)
-    return checkpoints.cached(f"ner-people-daily-{profile.name}",
-                              lambda d: _build_ner(d, sizes, seed, profile.name), fingerprint)
+    base = models.source_fingerprint(models.model_source("chinese", profile))
+    return checkpoints.fingerprint(sys.modules[__name__], training, optim, data, vocab, resources,
+                                   sizes=vars(sizes), seed=seed, labels=list(LABELS), base=base, init=init)
+
+
+def trained_ner(profile: str | Profile | None = None, seed: int = 0, init: str = "pretrained") -> Path:
+    """A ``BertForTokenClassification`` trained on People's Daily NER, cached; returns its folder.
+
+    ``init``: ``"pretrained"`` starts from the profile's Chinese BERT (tiny: the book's shipped
+    one; full: ``bert-base-chinese``), ``"random_init"`` from the same network at random. The cache
+    is keyed on the sizes, the seed, the labels, the code that builds it and the pre-trained base
+    (a new pre-training means a new NER model).
+    """
+    from . import checkpoints
+
+    profile = get_profile(profile)
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    sizes = profile.sizes("tagging")
+    suffix = "" if init == "pretrained" else "-random-init"
+    return checkpoints.cached(f"ner-people-daily{suffix}-{profile.name}-seed{seed}",
+                              lambda d: _build_ner(d, sizes, seed, profile.name, init),
+                              _ner_fingerprint(profile, seed, init))
 
 
 def load_ner(folder: str | os.PathLike):
@@ -650,3 +659,108 @@ def load_ner(folder: str | os.PathLike):
         raise FileNotFoundError(f"{folder} has no model.safetensors; build it with trained_ner()")
     model = BertForTokenClassification.from_pretrained(folder, use_safetensors=True).eval()
     return model, char_tokenizer(folder / "vocab.txt", model_max_length=model.config.max_position_embeddings)
+
+
+# --------------------------------------------------------------------------- the chapter's report
+
+EXAMPLES = (  # scored by every method in the report: one sentence of the corpus's kind, one with new names
+    "新华社北京一月五日电国务院总理李鹏今天在人民大会堂会见了日本客人。",
+    "记者张晓峰报道，云南省昆明市的华兴电子公司昨天在滇池宾馆召开了新闻发布会。",
+)
+
+
+def first(split, n: int | None):
+    """The first ``n`` rows of a dataset split (all of them for ``None``)."""
+    return split.select(range(len(split) if n is None else min(n, len(split))))
+
+
+def recall_by_group(chars, true, pred, group_of) -> dict[str, dict]:
+    """Entity recall per group: ``group_of(text, type)`` names an entity's group (``None``: skip it).
+    Returns ``{group: {"recall", "n"}}``; an entity is found when its span and type are predicted."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    hits: dict[str, list[int]] = {}
+    for cs, t, p in zip(chars, true, pred):
+        predicted = set(get_entities(list(p)))
+        for ent in get_entities(list(t)):
+            group = group_of("".join(cs[ent[1]:ent[2] + 1]), ent[0])
+            if group is not None:
+                k = hits.setdefault(group, [0, 0])
+                k[0] += ent in predicted
+                k[1] += 1
+    return {g: {"recall": k / n, "n": n} for g, (k, n) in sorted(hits.items())}
+
+
+def _method_scores(chars, true, pred, labelled_names, train_text: str) -> dict:
+    """Entity P/R/F1 (overall and per type) and recall on entities seen / unseen in the labelled
+    training sentences; the unseen ones split by whether their text occurs in the (unlabelled)
+    training text that pre-training read."""
+    seen = recall_by_group(chars, true, pred, lambda name, _: "seen" if name in labelled_names else "unseen")
+    read = recall_by_group(chars, true, pred, lambda name, _: None if name in labelled_names
+                           else ("read" if name in train_text else "unread"))
+    def recall(groups, g):  # None when the test split has no entity of that group
+        return groups[g]["recall"] if g in groups else None
+
+    return {**entity_scores(true, pred), "seen_recall": recall(seen, "seen"), "unseen_recall": recall(seen, "unseen"),
+            "unseen_read_recall": recall(read, "read"), "unseen_unread_recall": recall(read, "unread")}
+
+
+def _entities(chars, tags) -> list[list[str]]:
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [["".join(chars[s:e + 1]), typ] for typ, s, e in get_entities(list(tags))]
+
+
+def _build_report(folder: Path, profile) -> None:
+    """Train (or load) both taggers, two processes side by side, and score them and the lexicon."""
+    import json
+
+    from .workers import run_all
+
+    sizes = profile.sizes("tagging")
+    taggers = dict(zip(INITS, run_all(trained_ner, [((profile.name, 0, init), {}) for init in INITS],
+                                      names=[f"NER tagger ({init})" for init in INITS])))
+    ds = people_daily_ner(profile)
+    train, test = first(ds["train"], sizes.train_sentences), first(ds["test"], sizes.test_sentences)
+    chars, true = test["chars"][:], [[LABELS[i] for i in s] for s in test["tags"][:]]
+    lexicon = LexiconTagger(train["chars"][:], [[LABELS[i] for i in s] for s in train["tags"][:]])
+    preds = {"lexicon": [lexicon.tag(c) for c in chars]}
+    examples = [{"sentence": text, "lexicon": _entities(text, lexicon.tag(list(text)))} for text in EXAMPLES]
+    runs = {}
+    for init, path in taggers.items():
+        model, tok = load_ner(path)
+        preds[init] = predict_tags(model, tok, chars, max_length=sizes.max_chars + 2)
+        for ex in examples:
+            ex[init] = _entities(ex["sentence"], predict_tags(model, tok, [list(ex["sentence"])])[0])
+        runs[init] = {"parameters": model.num_parameters(), "history": json.loads((path / "history.json").read_text()),
+                      "losses": [float(x) for x in (path / "loss_history.txt").read_text().split()]}
+    train_text = "\n".join("".join(c) for c in ds["train"]["chars"][:])  # what pre-training read, unlabelled
+    unseen = recall_by_group(chars, true, true, lambda name, typ: None if name in lexicon.lexicon else typ)
+    read = recall_by_group(chars, true, true, lambda name, _: None if name in lexicon.lexicon
+                           else ("read" if name in train_text else "unread"))
+    report = {
+        "profile": profile.name, "train_sentences": len(train), "test_sentences": len(test),
+        "validation_sentences": len(first(ds["validation"], sizes.eval_sentences)), "epochs": sizes.epochs,
+        "test_entities": entity_counts(true), "unseen_entities": {k: v["n"] for k, v in unseen.items()},
+        "unseen_read": {k: v["n"] for k, v in read.items()},
+        **{m: _method_scores(chars, true, p, lexicon.lexicon, train_text) for m, p in preds.items()},
+        "runs": runs, "examples": examples,
+    }
+    (folder / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def ner_report(profile: str | Profile | None = None) -> dict:
+    """Chapter 13's NER figures, cached: ``train_sentences``, ``test_sentences`` (the whole test
+    split), and for each of ``"lexicon"``, ``"random_init"``, ``"pretrained"`` the entity-level
+    ``precision``, ``recall``, ``f1``, ``per_type`` and ``seen_recall`` / ``unseen_recall`` (unseen:
+    the entity's text is not among the labelled training entities), plus both taggers' training
+    runs and their answers on :data:`EXAMPLES`. Building it trains both taggers (:func:`trained_ner`)."""
+    import json
+
+    from . import checkpoints
+
+    profile = get_profile(profile)
+    fp = checkpoints.fingerprint(sys.modules[__name__], examples=list(EXAMPLES),
+                                 taggers={init: _ner_fingerprint(profile, 0, init) for init in INITS})
+    folder = checkpoints.cached(f"ner-report-{profile.name}", lambda d: _build_report(d, profile), fp)
+    return json.loads((folder / "report.json").read_text(encoding="utf-8"))

@@ -283,17 +283,16 @@ def test_headline_retrieval_small(monkeypatch, encoder):
     assert len(res["headlines"]) == len(res["bodies"]) == 12
 
 
-def test_trained_ner_small_scratch_build_is_cached(monkeypatch, tmp_path):
+def test_trained_ner_small_random_init_build_is_cached(monkeypatch, tmp_path):
     import json
     from types import MappingProxyType
 
     from ftbook import config
 
     monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path))
-    small = dict(config._SECTIONS["tagging"]["tiny"], train_sentences=40, eval_sentences=20, epochs=1,
-                 batch_size=8, init="scratch", hidden=16, heads=2, ffn=32, layers=1)
+    small = dict(config._SECTIONS["tagging"]["tiny"], train_sentences=40, eval_sentences=20, epochs=1, batch_size=8)
     monkeypatch.setitem(config._SECTIONS["tagging"], "tiny", MappingProxyType(small))
-    folder = tagging.trained_ner("tiny")
+    folder = tagging.trained_ner("tiny", init="random_init")
     assert (folder / "model.safetensors").is_file() and (folder / "vocab.txt").is_file()
     assert len((folder / "loss_history.txt").read_text().split()) == 5  # 40 sentences / batch 8
     history = json.loads((folder / "history.json").read_text())
@@ -304,7 +303,7 @@ def test_trained_ner_small_scratch_build_is_cached(monkeypatch, tmp_path):
     assert model.config.num_labels == len(tagging.LABELS)
     assert len(tagging.predict_tags(model, tok, [list("北京")])[0]) == 2
     mtime = (folder / "model.safetensors").stat().st_mtime
-    assert tagging.trained_ner("tiny") == folder  # second call loads, does not rebuild
+    assert tagging.trained_ner("tiny", init="random_init") == folder  # second call loads, does not rebuild
     assert (folder / "model.safetensors").stat().st_mtime == mtime
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         tagging.load_ner(tmp_path)
@@ -320,8 +319,8 @@ def test_trained_ner_rebuilds_when_the_pretrained_base_changes(monkeypatch, tmp_
     monkeypatch.setattr(models, "model_source", lambda kind, profile=None: str(base))
     builds = []
 
-    def fake_build(folder, sizes, seed, profile):
-        builds.append(sizes.init)
+    def fake_build(folder, sizes, seed, profile, init):
+        builds.append(init)
         (folder / "model.safetensors").write_text("weights")
 
     monkeypatch.setattr(tagging, "_build_ner", fake_build)
@@ -331,3 +330,37 @@ def test_trained_ner_rebuilds_when_the_pretrained_base_changes(monkeypatch, tmp_
     (base / "MANIFEST.json").write_text('{"files": {"model.safetensors": "bbb"}}')  # a new pre-training
     tagging.trained_ner("tiny")
     assert builds == ["pretrained", "pretrained"]
+
+
+def test_recall_by_group_needs_span_and_type():
+    chars = [list("李鹏访问日本")]
+    true = [["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]]
+    pred = [["B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG"]]  # the person right, the place with the wrong type
+    groups = tagging.recall_by_group(chars, true, pred, lambda name, typ: "seen" if name == "李鹏" else typ)
+    assert groups == {"LOC": {"recall": 0.0, "n": 1}, "seen": {"recall": 1.0, "n": 1}}
+    assert tagging.recall_by_group(chars, true, pred, lambda name, typ: None) == {}
+
+
+def test_ner_report_small_run(monkeypatch, tmp_path):
+    from types import MappingProxyType
+
+    from ftbook import config
+
+    monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path))
+    monkeypatch.setenv("FTBOOK_WORKERS", "1")
+    small = dict(config._SECTIONS["tagging"]["tiny"], train_sentences=300, eval_sentences=20, test_sentences=80,
+                 epochs=1, batch_size=16)
+    monkeypatch.setitem(config._SECTIONS["tagging"], "tiny", MappingProxyType(small))
+    report = tagging.ner_report("tiny")
+    assert (report["train_sentences"], report["test_sentences"], report["validation_sentences"]) == (300, 80, 20)
+    total = sum(report["test_entities"].values())
+    assert 0 < sum(report["unseen_entities"].values()) < total  # 300 labelled sentences know some names
+    assert sum(report["unseen_read"].values()) == sum(report["unseen_entities"].values())
+    for method in ("lexicon", "random_init", "pretrained"):
+        r = report[method]
+        assert {"precision", "recall", "f1", "per_type", "seen_recall", "unseen_recall"} <= set(r)
+    assert report["lexicon"]["unseen_recall"] == 0.0  # a lookup table cannot find a name it never saw
+    assert report["lexicon"]["seen_recall"] > 0.5
+    assert len(report["runs"]["pretrained"]["losses"]) == 300 // 16 + 1
+    assert [ex["sentence"] for ex in report["examples"]] == list(tagging.EXAMPLES)
+    assert tagging.ner_report("tiny") == report  # cached

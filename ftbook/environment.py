@@ -110,8 +110,8 @@ def setup_chapter(seed: int = 0, profile: str | Profile | None = None, device: s
     set_cjk_font()
     if not quiet:
         print(
-            f"ftbook {__version__} | profile {prof.name} | device {dev.type} | "
-            f"torch {torch.__version__.split('+')[0]} | transformers {transformers.__version__} | seed {seed}"
+            f"ftbook {__version__} | 配置 {prof.name} | 设备 {dev.type} | "
+            f"torch {torch.__version__.split('+')[0]} | transformers {transformers.__version__} | 随机种子 {seed}"
         )
         if in_colab() and dev.type == "cpu":
             print("提示：当前 Colab 没有 GPU（运行时 → 更改运行时类型 → GPU）；将使用 tiny 配置。")

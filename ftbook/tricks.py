@@ -33,6 +33,7 @@ __all__ = [
     "layer_grad_norms",
     "train",
     "softmax_saturation",
+    "spike_loss",
     "cached_runs",
 ]
 
@@ -184,12 +185,14 @@ def layer_grad_norms(model: TinyEncoder, ids: torch.Tensor, targets: torch.Tenso
 
 def train(cfg: TrickConfig, lr: float, steps: int, warmup: int = 0, batch: int = 64, clip: float | None = None,
           weight_decay: float = 0.0, no_decay_norm_and_bias: bool = True, seed: int = 0,
-          schedule: str | None = None) -> dict:
+          schedule: str | None = None, spike_every: int | None = None, spike_scale: float = 100.0) -> dict:
     """Train a fresh :class:`TinyEncoder` on ``steps * batch`` reversal examples (one epoch) with
     :func:`ftbook.training.train`: AdamW (betas 0.9, 0.98), ``schedule`` (default: ``"constant"``,
     or ``"constant_with_warmup"`` when ``warmup`` > 0, so a comparison changes only the warm-up),
     clipping at ``clip`` (None: none), ``weight_decay`` on everything when
     ``no_decay_norm_and_bias=False``, else by :func:`ftbook.optim.param_groups`' rule.
+    ``spike_every=k`` multiplies the loss of every k-th batch by ``spike_scale``: a rare outlier
+    batch whose gradient is ``spike_scale`` times larger (section 7.5's gradient spikes).
 
     Returns ``{"losses", "grad_norms"}`` per step (norms before clipping), ``"accuracy"`` (tokens
     of 512 held-out examples), ``"diverged"`` (a non-finite loss; accuracy is then 0) and
@@ -199,10 +202,33 @@ def train(cfg: TrickConfig, lr: float, steps: int, warmup: int = 0, batch: int =
     from .workers import one_thread
 
     with one_thread():
-        return _train(cfg, lr, steps, warmup, batch, clip, weight_decay, no_decay_norm_and_bias, seed, schedule)
+        return _train(cfg, lr, steps, warmup, batch, clip, weight_decay, no_decay_norm_and_bias, seed, schedule,
+                      spike_loss(spike_every, spike_scale))
 
 
-def _train(cfg, lr, steps, warmup, batch, clip, weight_decay, no_decay_norm_and_bias, seed, schedule) -> dict:
+def spike_loss(every: int | None, scale: float = 100.0):
+    """A ``loss_fn`` for :func:`ftbook.training.train`: cross-entropy, times ``scale`` on every
+    ``every``-th call (one call per batch without accumulation); ``None`` for no spikes."""
+    from .training import cross_entropy_loss
+
+    if every is None:
+        return None
+    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+        raise ValueError(f"spike_every must be None or a positive int, got {every!r}")
+    if not isinstance(scale, (int, float)) or not scale > 0:
+        raise ValueError(f"spike_scale must be a positive number, got {scale!r}")
+    calls = [0]
+
+    def loss_fn(model, batch):
+        calls[0] += 1
+        loss = cross_entropy_loss(model, batch)
+        return loss * scale if calls[0] % every == 0 else loss
+
+    return loss_fn
+
+
+def _train(cfg, lr, steps, warmup, batch, clip, weight_decay, no_decay_norm_and_bias, seed, schedule,
+           loss_fn=None) -> dict:
     from . import training
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
@@ -218,7 +244,8 @@ def _train(cfg, lr, steps, warmup, batch, clip, weight_decay, no_decay_norm_and_
         patience=None, load_best=False, seed=seed, progress=False)
     torch.manual_seed(seed)
     model = TinyEncoder(cfg)
-    result = training.train(model, reversal_data(steps * batch, cfg.seq_len, cfg.vocab, seed + 1), config=config)
+    result = training.train(model, reversal_data(steps * batch, cfg.seq_len, cfg.vocab, seed + 1), config=config,
+                            loss_fn=loss_fn)
     diverged = not all(math.isfinite(v) for v in result.losses)
     held_out = reversal_data(512, cfg.seq_len, cfg.vocab, 10_000 + seed)
     acc = 0.0 if diverged else training.evaluate(model, held_out, batch_size=512)["accuracy"]

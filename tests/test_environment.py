@@ -18,7 +18,7 @@ def test_setup_chapter_seeds_and_prints_one_line(capsys, monkeypatch):
     b = (random.random(), torch.rand(1).item())
     assert a == b
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "profile tiny" in out[0] and "seed 123" in out[0]
+    assert len(out) == 1 and "配置 tiny" in out[0] and "随机种子 123" in out[0]
     assert ctx.profile.name == "tiny" and ctx.device.type == "cpu"
 
 

@@ -23,3 +23,35 @@ def test_q3_matches_the_module():
     assert check("ch13.q3", right, quiet=True)
     assert not check("ch13.q3", 1.0, quiet=True)
     assert not check("ch13.q3", None, quiet=True)
+
+
+def _viterbi(scores):
+    """A constrained Viterbi decoder (the exercise's solution, written here independently)."""
+    labels = tagging.LABELS
+    allowed = lambda a, b: not b.startswith("I-") or a[2:] == b[2:]  # noqa: E731
+    best = [s if not labels[j].startswith("I-") else float("-inf") for j, s in enumerate(scores[0])]
+    back = []
+    for row in scores[1:]:
+        ptr, new = [], []
+        for j, s in enumerate(row):
+            k = max((i for i in range(len(labels)) if allowed(labels[i], labels[j])), key=lambda i: best[i])
+            ptr.append(k)
+            new.append(best[k] + s)
+        back.append(ptr)
+        best = new
+    j = max(range(len(labels)), key=lambda i: best[i])
+    path = [j]
+    for ptr in reversed(back):
+        j = ptr[j]
+        path.append(j)
+    return [labels[i] for i in reversed(path)]
+
+
+def test_q4_accepts_viterbi_and_rejects_argmax():
+    assert check("ch13.q4", _viterbi, quiet=True)
+    argmax = lambda scores: [tagging.LABELS[max(range(7), key=row.__getitem__)] for row in scores]  # noqa: E731
+    assert not check("ch13.q4", argmax, quiet=True)  # may produce B-LOC I-ORG
+    first_valid = lambda scores: ["O"] * len(scores)  # noqa: E731
+    assert not check("ch13.q4", first_valid, quiet=True)  # valid but not the best
+    assert not check("ch13.q4", lambda scores: None, quiet=True)
+    assert not check("ch13.q4", None, quiet=True)

@@ -115,3 +115,17 @@ def test_shipped_entry_is_intact_and_made_by_the_current_code(name):
     assert not stale, f"{name} was built by other code of {sorted(stale)}"
     for lib, v in fp.get("versions", {}).items():
         assert v == version(lib).split("+")[0], f"{name} was built with {lib} {v}"
+
+
+@pytest.mark.parametrize("name, call", [
+    ("ner-report-tiny", lambda: __import__("ftbook.tagging").tagging.ner_report("tiny")),
+    ("finetuned-chinese-tiny", lambda: __import__("ftbook.finetune").finetune.finetuned_checkpoint("chinese", "tiny")),
+])
+def test_long_runs_load_from_their_prebuilt_copy_on_an_empty_cache(name, call, tmp_path, monkeypatch):
+    """The two long runs the cold book skips: current (else StalePrebuiltError names what changed)."""
+    monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path))
+    monkeypatch.delenv(checkpoints.NO_PREBUILT_VAR, raising=False)
+    monkeypatch.setattr(checkpoints, "STALE_PREBUILT_IS_ERROR", True)
+    call()
+    assert checkpoints.SOURCES[name] == "prebuilt"
+    assert checkpoints.verify(tmp_path / name)["files"] == checkpoints.verify(checkpoints.prebuilt_dir(name))["files"]

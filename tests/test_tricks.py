@@ -11,7 +11,7 @@ from ftbook import training
 from ftbook.data import Encoded
 from ftbook.norms import LayerNorm
 from ftbook.transformer import EncoderLayer
-from ftbook.tricks import (NoResidualLayer, TinyEncoder, TrickConfig, cached_runs, layer_grad_norms,
+from ftbook.tricks import (NoResidualLayer, TinyEncoder, TrickConfig, cached_runs, layer_grad_norms, spike_loss,
                            reversal_batch, reversal_data, softmax_saturation, train)
 
 SMALL = dict(vocab=8, seq_len=6, d_model=16, n_heads=2, n_layers=3, d_ff=32)
@@ -304,3 +304,33 @@ def test_init_switch_bert_vs_pytorch_defaults():
     bound = 1 / math.sqrt(w.shape[1])  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert w.abs().max().item() <= bound and w.abs().max().item() > 0.9 * bound
     assert bert.head.bias.abs().max() == 0 and default.head.bias.abs().max() > 0
+
+
+def test_spike_loss_scales_every_kth_batch_only():
+    import torch
+    from ftbook import training
+
+    class Const(torch.nn.Module):  # logits that give cross-entropy ln 2 on two classes
+        def forward(self, input_ids, attention_mask=None):
+            return torch.zeros(input_ids.shape[0], 2)
+
+    batch = {"input_ids": torch.zeros(4, 3, dtype=torch.long), "labels": torch.tensor([0, 1, 0, 1])}
+    fn = spike_loss(3, 50.0)
+    base = float(training.cross_entropy_loss(Const(), batch))
+    got = [float(fn(Const(), batch)) for _ in range(6)]
+    assert got == pytest.approx([base, base, 50 * base, base, base, 50 * base])
+    assert spike_loss(None) is None
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="spike_every"):
+            spike_loss(bad)
+    with pytest.raises(ValueError, match="spike_scale"):
+        spike_loss(2, 0)
+
+
+def test_spikes_raise_the_gradient_norm_on_their_steps():
+    cfg = TrickConfig(vocab=8, seq_len=6, d_model=16, n_heads=2, n_layers=2, d_ff=32, norm="pre")
+    plain = train(cfg, lr=1e-3, steps=12, batch=8, seed=0)
+    spiky = train(cfg, lr=1e-3, steps=12, batch=8, seed=0, spike_every=4, spike_scale=100.0)
+    assert spiky["grad_norms"][:3] == pytest.approx(plain["grad_norms"][:3])  # identical until the first spike
+    assert spiky["grad_norms"][3] > 20 * plain["grad_norms"][3]
+    assert spiky["losses"][3] > 20 * plain["losses"][3]

@@ -203,8 +203,7 @@ def _from_prebuilt(name: str, target: Path, fingerprint: Mapping[str, Any], log:
         if STALE_PREBUILT_IS_ERROR:
             raise StalePrebuiltError(f"ftbook/prebuilt/{name} is stale: {', '.join(keys)} differ; rebuild it "
                                      f"(FTBOOK_NO_PREBUILT=1) and ship it again (python -m ftbook prebuilt ship)")
-        log(f"[ftbook] cache {name}: the prebuilt copy was made by other code or settings ({', '.join(keys)}); "
-            f"building it here")
+        log(f"[ftbook] 缓存 {name}：随书发布的预构建副本由别的代码或设置生成（{', '.join(keys)} 不同），在本机重新构建")
         return False
     with atomic_dir(target, fingerprint) as tmp:
         for path in _files(shipped):
@@ -212,7 +211,7 @@ def _from_prebuilt(name: str, target: Path, fingerprint: Mapping[str, Any], log:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
     verify(target, fingerprint)
-    log(f"[ftbook] cache {name}: filled from the prebuilt copy in the package (ftbook/prebuilt/{name})")
+    log(f"[ftbook] 缓存 {name}：从随书发布的预构建副本载入（ftbook/prebuilt/{name}）")
     return True
 
 

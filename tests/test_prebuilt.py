@@ -45,7 +45,7 @@ def test_an_empty_cache_is_filled_from_a_current_prebuilt_copy(roots):
     assert out == b / "entry" and checkpoints.SOURCES["entry"] == "prebuilt"
     assert (out / "sub" / "w.bin").read_bytes() == b"\x00\x01"
     assert json.loads((out / "result.json").read_text()) == {"accuracy": 0.9}
-    assert "prebuilt" in logs[0]
+    assert "预构建" in logs[0] and "ftbook/prebuilt/entry" in logs[0]
     checkpoints.cached("entry", _no_build, fp, root=b, log=logs.append)
     assert checkpoints.SOURCES["entry"] == "cache"
 

@@ -14,10 +14,12 @@ from ftbook.resources import chinese_reviews, english_news
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A private FTBOOK_CACHE for the whole module."""
+    """A private, empty FTBOOK_CACHE for the whole module; the shipped prebuilt reports are ignored so
+    that the spies watch a real build."""
     with pytest.MonkeyPatch.context() as mp:
         path = tmp_path_factory.mktemp("cache")
         mp.setenv("FTBOOK_CACHE", str(path))
+        mp.setenv("FTBOOK_NO_PREBUILT", "1")
         yield path
 
 

@@ -9,6 +9,7 @@ Commands (each lives in the module that teaches it):
 * ``finetune``  - chapter 10, :func:`finetune_main` here (the loop is :mod:`ftbook.training`)
 * ``serve``     - chapter 12, :mod:`ftbook.serve`
 * ``course``    - the course kit, :mod:`ftbook.course`
+* ``quiz``      - the course kit's quizzes, :mod:`ftbook.quiz`
 * ``prebuilt``  - chapter 9's cache, :func:`prebuilt_main` here (:func:`ftbook.checkpoints.ship_prebuilt`)
 """
 
@@ -28,6 +29,7 @@ COMMANDS = {  # name: ("module:function", help)
     "finetune": ("ftbook.cli:finetune_main", "fine-tune a BERT classifier (chapter 10)"),
     "serve": ("ftbook.serve:main", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
     "course": ("ftbook.course:main", "export student / instructor notebooks (course kit)"),
+    "quiz": ("ftbook.quiz:main", "validate the chapter quizzes or render their book pages (course kit)"),
     "prebuilt": ("ftbook.cli:prebuilt_main", "list or ship the cache entries shipped in the package (chapter 9)"),
 }
 

@@ -6,8 +6,10 @@ Taught in the course page (``chapters/course.md``, "导出学生版与教师版"
 
 writes ``OUTDIR/student/*.ipynb`` (every cell tagged ``solution`` removed, every output and
 execution count cleared) and ``OUTDIR/instructor/*.ipynb`` (the chapters as they are, with their
-solutions and stored outputs), plus a ``README.md`` in each saying what it holds.
-:func:`leaked_solutions` proves a student notebook holds no solution text.
+solutions and stored outputs), plus a ``README.md`` in each saying what it holds, and each exported
+chapter's quiz (:mod:`ftbook.quiz`) as ``quizzes/chNN.md``: questions only for students, answers and
+every choice's explanation for the instructor. :func:`leaked_solutions` proves a student notebook
+holds no solution text; the quiz export checks the same for the quizzes.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def leaked_solutions(student, instructor) -> list[str]:
 
 
 def export(outdir: str | Path, chapters: str | Path | None = None, only: Iterable[str] = ()) -> dict:
-    """Write the student and instructor notebooks; return ``{"student": [...], "instructor": [...]}``.
+    """Write the student and instructor notebooks and quizzes; return ``{"student": [...],
+    "instructor": [...], "student_quizzes": [...], "instructor_quizzes": [...]}`` (paths).
 
     ``chapters`` defaults to the book's ``chapters/`` folder; ``only`` keeps notebooks whose name
     starts with one of the given prefixes. Refuses to write into the chapters folder itself.
@@ -102,7 +105,7 @@ def export(outdir: str | Path, chapters: str | Path | None = None, only: Iterabl
     if not paths:
         raise FileNotFoundError(f"no notebooks in {src}" + (f" starting with {only}" if only else ""))
     written: dict[str, list[Path]] = {"student": [], "instructor": []}
-    for kind in written:
+    for kind in ("student", "instructor"):
         (outdir / kind).mkdir(parents=True, exist_ok=True)
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -114,12 +117,35 @@ def export(outdir: str | Path, chapters: str | Path | None = None, only: Iterabl
         shutil.copyfile(path, outdir / "instructor" / path.name)
         written["student"].append(outdir / "student" / path.name)
         written["instructor"].append(outdir / "instructor" / path.name)
+    for kind, pages in _export_quizzes(outdir, {p.name[:2] for p in paths}).items():
+        written[f"{kind}_quizzes"] = pages
     (outdir / "student" / "README.md").write_text(
         "# 学生版\n\n参考答案已移除、输出已清空。需要 `pip install ftbook`（或在 Colab 中打开，"
         "第一格会自动安装）。\n", encoding="utf-8")
     (outdir / "instructor" / "README.md").write_text(
         "# 教师版\n\n与书中章节相同：含参考答案（标签 `solution`）与运行结果。\n", encoding="utf-8")
     return written
+
+
+def _export_quizzes(outdir: Path, numbers: set[str]) -> dict[str, list[Path]]:
+    """``quizzes/chNN.md`` of the exported chapters: with answers and explanations for the
+    instructor, without them for students (checked: no explanation text survives)."""
+    from . import quiz
+
+    out: dict[str, list[Path]] = {"student": [], "instructor": []}
+    for key in (k for k in quiz.available() if k[2:] in numbers):
+        student = quiz.render_markdown(key, answers=False)
+        secrets = [q.explanation for q in quiz.load(key).questions if q.explanation]
+        secrets += [c.explanation for q in quiz.load(key).questions for c in q.choices]
+        leaks = [t for t in secrets if t in student]
+        if leaks:
+            raise RuntimeError(f"{key}: answer text survived in the student quiz: {leaks[:2]}")
+        for kind, text in (("student", student), ("instructor", quiz.render_markdown(key))):
+            path = outdir / kind / "quizzes" / f"{key}.md"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            out[kind].append(path)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    n = len(written["student"])
-    print(f"wrote {n} student and {n} instructor notebooks under {args.outdir}")
+    n, q = len(written["student"]), len(written["student_quizzes"])
+    print(f"wrote {n} student and {n} instructor notebooks, {q} quizzes each, under {args.outdir}")
     return 0

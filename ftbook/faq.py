@@ -14,11 +14,16 @@ numbers do not depend on how many run at once).
 
 * :func:`review_domain` / :func:`reviews_by_domain`: the reviews mix three product domains
   (hotels, laptops, books); a keyword rule separates them, so domain shift can be measured.
-* :func:`domain_shift_experiment`: train on one domain, test on another, with and without
-  pre-training that has read the target domain's unlabeled text (FAQ 1).
+* :func:`dapt_checkpoint`: domain-adaptive pre-training, the shipped BERT's MLM continued on one
+  domain's unlabelled texts.
+* :func:`domain_shift_experiment`: train on one domain, test on another: from random weights,
+  from the pre-trained BERT, and from that BERT after DAPT on the target domain (FAQ 1).
 * :func:`lr_experiment`: a learning-rate range test and a confirmation sweep (FAQ 2).
 * :func:`overfitting_experiment`: a small train set with and without dropout, weight decay and
   early stopping (FAQ 3).
+
+Every arm runs over several seeds (``sizes.seeds``) and reports mean and standard deviation
+(:func:`mean_std`).
 
 Every run trains through the book's one loop, :func:`ftbook.training.train` (AdamW over
 :func:`ftbook.optim.param_groups`, linear warm-up and decay, gradient clipping), evaluated after
@@ -48,12 +53,16 @@ register_sizes(
         shift_train=400, shift_eval=100, shift_epochs=3, shift_lr=5e-4,
         lr_train=400, lr_eval=200, lr_range_steps=60, lr_sweep_steps=39,
         overfit_train=128, overfit_eval=200, overfit_epochs=10, overfit_lr=1e-3, overfit_patience=3,
+        # seeds of every arm; continued MLM pre-training (DAPT) of the shipped model on one
+        # domain's unlabelled train texts, packed to 128 characters, about 5 minutes on one core
+        seeds=3, dapt_steps=500, dapt_lr=3e-4, dapt_warmup=50, dapt_max_length=128, dapt_batch=32,
     ),
     full=dict(
         max_length=128, batch_size=32,
         shift_train=4000, shift_eval=300, shift_epochs=3, shift_lr=3e-5,
         lr_train=4000, lr_eval=1000, lr_range_steps=150, lr_sweep_steps=400,
         overfit_train=300, overfit_eval=1000, overfit_epochs=20, overfit_lr=3e-5, overfit_patience=3,
+        seeds=3, dapt_steps=2000, dapt_lr=5e-5, dapt_warmup=200, dapt_max_length=256, dapt_batch=32,
     ),
 )
 
@@ -249,55 +258,143 @@ def _majority(labels: Sequence[int]) -> float:
     return round(max(p, 1 - p), 4)
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``n - 1``; 0 for a single value) of ``values``."""
+    import statistics
+
+    if not values:
+        raise ValueError("mean_std needs at least one value")
+    return (round(statistics.fmean(values), 4),
+            round(statistics.stdev(values), 4) if len(values) > 1 else 0.0)
+
+
+def _seeds(prof_sizes, seeds: Sequence[int] | None) -> list[int]:
+    out = list(range(prof_sizes.seeds)) if seeds is None else list(seeds)
+    if not out or any(isinstance(x, bool) or not isinstance(x, int) for x in out):
+        raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
+    return out
+
+
+def _probe(model, tok, doms, max_length: int) -> dict[str, float]:
+    """Masked-character accuracy (15 % masking, fixed seed) on each domain's validation texts."""
+    from .pretrain import masked_accuracy
+
+    return {d: round(masked_accuracy(model, tok, doms[d]["validation"][0], max_length=max_length), 4)
+            for d in REVIEW_DOMAINS}
+
+
+def dapt_checkpoint(domain: str, profile: str | Profile | None = None,
+                    log: Callable[[str], None] | None = None) -> Path:
+    """Domain-adaptive pre-training (DAPT, Gururangan et al. 2020): the shipped pre-trained BERT's
+    MLM training *continued* on ``domain``'s unlabelled train texts (labels never read). Cached.
+
+    The run is :func:`ftbook.pretrain.pretrain_mlm` for ``dapt_steps`` steps over the texts packed
+    to ``dapt_max_length`` (:func:`ftbook.pretrain.packed_corpus`), with the pre-training's masking
+    rate. The folder loads with ``from_pretrained``; its ``dapt.json`` records the texts, steps,
+    loss log and the masked accuracy on every domain's validation texts before and after.
+    """
+    from . import pretrain
+    from .checkpoints import cached
+
+    _check_domain(domain)
+    prof = get_profile(profile)
+    s = prof.sizes("faq")
+    fp = _fingerprint("dapt", prof, s, 0, pretrain, domain=domain)
+
+    def build(tmp: Path) -> None:
+        from transformers import BertForMaskedLM
+
+        from .resources import from_pretrained
+
+        ckpt = base_checkpoint(prof)
+        tok = load_tokenizer(ckpt)
+        doms = reviews_by_domain(prof)
+        texts = doms[domain]["train"][0]
+        with one_thread():
+            model = from_pretrained(BertForMaskedLM, str(ckpt))
+            before = _probe(model, tok, doms, s.dapt_max_length)
+            packed = pretrain.packed_corpus(tok, texts, s.dapt_max_length)
+            history = pretrain.pretrain_mlm(
+                model, packed, tokenizer=tok, steps=s.dapt_steps, batch_size=s.dapt_batch, lr=s.dapt_lr,
+                warmup_steps=s.dapt_warmup, mlm_probability=prof.sizes("pretrain").mlm_probability, seed=0, log=log)
+            after = _probe(model, tok, doms, s.dapt_max_length)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        record = {"domain": domain, "texts": len(texts), "characters": sum(map(len, texts)),
+                  "sequences": len(packed), "steps": s.dapt_steps, "lr": s.dapt_lr,
+                  "masked_accuracy_before": before, "masked_accuracy_after": after, "history": history}
+        (tmp / "dapt.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+
+    return cached(f"faq-dapt-{domain}-{prof.name}", build, fp, log=log or (lambda m: None))
+
+
+SHIFT_CONDITIONS = {
+    # name: (start, labelled side); start "dapt" is dapt_checkpoint(target)
+    "scratch": ("random", "src"), "pretrained": ("pretrained", "src"), "dapt": ("dapt", "src"),
+    "scratch_target": ("random", "tgt"), "pretrained_target": ("pretrained", "tgt"),
+}
+
+
+def _shift_sets(prof, s, source: str, target: str, tok) -> dict[str, Encoded]:
+    doms = reviews_by_domain(prof)
+
+    def enc(texts, labels):
+        return encode(texts, labels, tok, s.max_length, num_labels=2)
+
+    return {"src_tr": enc(*balanced_subset(*doms[source]["train"], s.shift_train)),
+            "tgt_tr": enc(*balanced_subset(*doms[target]["train"], s.shift_train)),
+            "src_val": enc(*balanced_subset(*doms[source]["validation"], s.shift_eval)),
+            "tgt_val": enc(*balanced_subset(*doms[target]["validation"], s.shift_eval)),
+            "src_te": enc(*doms[source]["test"]), "tgt_te": enc(*doms[target]["test"])}  # whole test splits
+
+
 def domain_shift_experiment(source: str = "hotel", target: str = "book", profile: str | Profile | None = None,
-                            seed: int = 0, log: Callable[[str], None] | None = None,
+                            seeds: Sequence[int] | None = None, log: Callable[[str], None] | None = None,
                             workers: int | None = None) -> dict:
     """Fine-tune on ``source`` labels, test on ``source`` and ``target`` (FAQ 1). Cached.
 
-    Four runs with the same recipe and the same number of labels; only the starting weights and
-    the labelled domain differ:
-
-    * ``scratch``: random weights, source labels.
-    * ``pretrained``: chapter 9's BERT, whose MLM pre-training read the train texts of *all* review
-      domains (target included, labels never), fine-tuned on source labels.
-    * ``scratch_target`` / ``pretrained_target``: the same two starts with *target* labels: the
-      in-domain reference the shifted runs are compared with.
-
-    Returns ``{"conditions": {name: {"source_acc", "target_acc", ...}}, "majority": ..., ...}``.
+    Five arms (:data:`SHIFT_CONDITIONS`) with the same recipe and number of labels, each over
+    ``seeds`` (default ``range(sizes.seeds)``); only the starting weights and the labelled domain
+    differ: random weights, chapter 9's BERT (whose pre-training read every domain's train texts,
+    labels never), or that BERT after :func:`dapt_checkpoint` on the *target* texts; source labels,
+    or (the in-domain references) target labels. Returns ``{"conditions": {name: {"source_acc",
+    "target_acc" (one per seed), "source_mean", "source_std", "target_mean", "target_std"}},
+    "majority", "n_train", "n_test", "seeds", "dapt": dapt.json}``.
     """
     _check_domain(source)
     _check_domain(target)
     if source == target:
         raise ValueError(f"source and target must differ, both are {source!r}")
+    from . import pretrain  # DAPT's training code: part of what made the results
+
     prof = get_profile(profile)
     s = prof.sizes("faq")
-    fp = _fingerprint("domain_shift", prof, s, seed, source=source, target=target)
+    seeds = _seeds(s, seeds)
+    fp = _fingerprint("domain_shift", prof, s, seeds[0], pretrain, source=source, target=target, seeds=seeds,
+                      conditions=SHIFT_CONDITIONS)
 
     def compute() -> dict:
         ckpt = base_checkpoint(prof)
-        tok = load_tokenizer(ckpt)
-        doms = reviews_by_domain(prof)
-        src_te, tgt_te = doms[source]["test"], doms[target]["test"]  # whole test splits
-
-        def enc(texts, labels):
-            return encode(texts, labels, tok, s.max_length, num_labels=2)
-
-        sets = {
-            "src_tr": enc(*balanced_subset(*doms[source]["train"], s.shift_train)),
-            "tgt_tr": enc(*balanced_subset(*doms[target]["train"], s.shift_train)),
-            "src_val": enc(*balanced_subset(*doms[source]["validation"], s.shift_eval)),
-            "tgt_val": enc(*balanced_subset(*doms[target]["validation"], s.shift_eval)),
-            "src_te": enc(*src_te), "tgt_te": enc(*tgt_te),
-        }
-        runs = {"scratch": (False, "src"), "pretrained": (True, "src"),
-                "scratch_target": (False, "tgt"), "pretrained_target": (True, "tgt")}
-        tasks = [((str(ckpt), pretrained, sets[f"{side}_tr"], sets[f"{side}_val"], sets["src_te"], sets["tgt_te"]),
+        dapt = dapt_checkpoint(target, prof, log=log)
+        sets = _shift_sets(prof, s, source, target, load_tokenizer(ckpt))
+        starts = {"random": (str(ckpt), False), "pretrained": (str(ckpt), True), "dapt": (str(dapt), True)}
+        tasks = [((*starts[start], sets[f"{side}_tr"], sets[f"{side}_val"], sets["src_te"], sets["tgt_te"]),
                   dict(epochs=s.shift_epochs, lr=s.shift_lr, batch_size=s.batch_size, seed=seed))
-                 for pretrained, side in runs.values()]
-        results = dict(zip(runs, run_all(_shift_run, tasks, workers, log=log, names=list(runs))))
-        return {"source": source, "target": target, "conditions": results, "n_train": len(sets["src_tr"]),
-                "n_test": {source: len(src_te[0]), target: len(tgt_te[0])},
-                "majority": {source: _majority(src_te[1]), target: _majority(tgt_te[1])}}
+                 for start, side in SHIFT_CONDITIONS.values() for seed in seeds]
+        names = [f"{name} seed={seed}" for name in SHIFT_CONDITIONS for seed in seeds]
+        runs = iter(run_all(_shift_run, tasks, workers, log=log, names=names))
+        conditions = {}
+        for name in SHIFT_CONDITIONS:
+            per_seed = [next(runs) for _ in seeds]
+            row = {k: [r[k] for r in per_seed] for k in ("source_acc", "target_acc")}
+            row["source_mean"], row["source_std"] = mean_std(row["source_acc"])
+            row["target_mean"], row["target_std"] = mean_std(row["target_acc"])
+            conditions[name] = row
+        src_labels, tgt_labels = sets["src_te"].labels, sets["tgt_te"].labels
+        return {"source": source, "target": target, "conditions": conditions, "seeds": seeds,
+                "n_train": len(sets["src_tr"]), "n_test": {source: len(src_labels), target: len(tgt_labels)},
+                "majority": {source: _majority(src_labels), target: _majority(tgt_labels)},
+                "dapt": json.loads((Path(dapt) / "dapt.json").read_text(encoding="utf-8"))}
 
     return _cached_json(f"faq-domain-shift-{source}-{target}-{prof.name}", fp, compute, log)
 
@@ -322,37 +419,46 @@ def _sweep_run(ckpt: str, lr: float, train_data: Encoded, val: Encoded, *, epoch
     return {"lr": lr, "val_acc": curves["val_acc"], "train_loss": curves["train_loss"]}
 
 
-def lr_experiment(profile: str | Profile | None = None, seed: int = 0,
+def lr_experiment(profile: str | Profile | None = None, seeds: Sequence[int] | None = None,
                   log: Callable[[str], None] | None = None, workers: int | None = None) -> dict:
     """Learning-rate range test when fine-tuning the pre-trained BERT, then a short sweep (FAQ 2).
 
-    Cached. The range test takes the steps of the sweep's recipe (AdamW groups, weight decay
-    0.01, clipping at 1; :func:`ftbook.lr_finder.lr_range_test`). Returns ``{"range": {"lrs",
-    "losses", "smoothed", "suggested", "diverged_at"}, "sweep": {key: {"lr", "val_acc",
-    "train_loss"}}}``; the sweep trains at the suggestion, 10x below and 10x above it.
+    Cached. The range test (seed ``seeds[0]``) takes the steps of the sweep's recipe (AdamW
+    groups, weight decay 0.01, clipping at 1; :func:`ftbook.lr_finder.lr_range_test`). The sweep
+    trains at the suggestion, 10x below and 10x above it, once per seed. Returns ``{"range":
+    {"lrs", "losses", "smoothed", "suggested", "diverged_at"}, "sweep": {key: {"lr", "runs" (one
+    ``{"val_acc", "train_loss"}`` per seed), "final_val_acc", "mean", "std"}}, "seeds", ...}``.
     """
     from . import lr_finder
     from .lr_finder import lr_range_test, suggest_lr
 
     prof = get_profile(profile)
     s = prof.sizes("faq")
-    fp = _fingerprint("lr", prof, s, seed, lr_finder)
+    seeds = _seeds(s, seeds)
+    fp = _fingerprint("lr", prof, s, seeds[0], lr_finder, seeds=seeds)
 
     def compute() -> dict:
         ckpt, train_data, val = _review_splits(prof, s, s.lr_train, s.lr_eval)
-        model = new_classifier(ckpt, seed=seed)
+        model = new_classifier(ckpt, seed=seeds[0])
         rt = lr_range_test(model, train_data, batch_size=s.batch_size, start_lr=1e-6, end_lr=1.0,
-                           num_steps=s.lr_range_steps, weight_decay=0.01, max_grad_norm=1.0, seed=seed)
+                           num_steps=s.lr_range_steps, weight_decay=0.01, max_grad_norm=1.0, seed=seeds[0])
         suggested = suggest_lr(rt.lrs, rt.smoothed)
         epochs = max(1, round(s.lr_sweep_steps * s.batch_size / len(train_data)))
         lrs = (suggested / 10, suggested, suggested * 10)
         tasks = [((str(ckpt), lr, train_data, val), dict(epochs=epochs, batch_size=s.batch_size, seed=seed))
-                 for lr in lrs]
-        runs = run_all(_sweep_run, tasks, workers, log=log, names=[f"lr {lr:.2e}" for lr in lrs])
-        sweep = {f"{lr:.2e}": run for lr, run in zip(lrs, runs)}
+                 for lr in lrs for seed in seeds]
+        runs = iter(run_all(_sweep_run, tasks, workers, log=log,
+                            names=[f"lr {lr:.2e} seed={seed}" for lr in lrs for seed in seeds]))
+        sweep = {}
+        for lr in lrs:
+            per_seed = [next(runs) for _ in seeds]
+            final = [r["val_acc"][-1] for r in per_seed]
+            mean, std = mean_std(final)
+            sweep[f"{lr:.2e}"] = {"lr": lr, "runs": [{k: r[k] for k in ("val_acc", "train_loss")} for r in per_seed],
+                                  "final_val_acc": final, "mean": mean, "std": std}
         return {"range": {"lrs": rt.lrs, "losses": rt.losses, "smoothed": rt.smoothed,
                           "suggested": suggested, "diverged_at": rt.diverged_at},
-                "sweep": sweep, "epochs": epochs, "n_train": len(train_data)}
+                "sweep": sweep, "epochs": epochs, "n_train": len(train_data), "seeds": seeds}
 
     return _cached_json(f"faq-lr-{prof.name}", fp, compute, log)
 
@@ -378,27 +484,38 @@ def _overfit_run(ckpt: str, dropout: float, weight_decay: float, early_stopping:
             "kept_val_loss": round(kept["loss"], 4), "kept_val_acc": round(kept["accuracy"], 4)}
 
 
-def overfitting_experiment(profile: str | Profile | None = None, seed: int = 0,
+def overfitting_experiment(profile: str | Profile | None = None, seeds: Sequence[int] | None = None,
                            log: Callable[[str], None] | None = None, workers: int | None = None) -> dict:
     """A small train set, with and without dropout, weight decay and early stopping (FAQ 3). Cached.
 
     Each condition fine-tunes the same pre-trained BERT for ``overfit_epochs`` epochs on
-    ``overfit_train`` labelled reviews and is evaluated after every epoch.
-    Returns ``{"conditions": {name: curves + "kept_val_loss", "kept_val_acc"}}``: the "kept" model
-    is the last epoch's, or early stopping's best epoch.
+    ``overfit_train`` labelled reviews, once per seed (the seed draws the classifier head, the
+    dropout masks and the batch order; the data are the same), and is evaluated after every epoch.
+    Returns ``{"conditions": {name: {"runs": [curves + "kept_val_loss", "kept_val_acc"] per seed,
+    "kept_val_loss", "kept_val_acc" (one per seed), "loss_mean", "loss_std", "acc_mean",
+    "acc_std"}}, "seeds", ...}``: the "kept" model is the last epoch's, or early stopping's best.
     """
     prof = get_profile(profile)
     s = prof.sizes("faq")
-    fp = _fingerprint("overfit", prof, s, seed, conditions=OVERFIT_CONDITIONS)
+    seeds = _seeds(s, seeds)
+    fp = _fingerprint("overfit", prof, s, seeds[0], conditions=OVERFIT_CONDITIONS, seeds=seeds)
 
     def compute() -> dict:
         ckpt, train_data, val = _review_splits(prof, s, s.overfit_train, s.overfit_eval)
         tasks = [((str(ckpt), dropout, wd, es, train_data, val),
                   dict(epochs=s.overfit_epochs, lr=s.overfit_lr, batch_size=s.batch_size,
                        patience=s.overfit_patience, seed=seed))
-                 for dropout, wd, es in OVERFIT_CONDITIONS.values()]
-        runs = run_all(_overfit_run, tasks, workers, log=log, names=list(OVERFIT_CONDITIONS))
-        out = dict(zip(OVERFIT_CONDITIONS, runs))
-        return {"conditions": out, "n_train": len(train_data), "n_val": len(val)}
+                 for dropout, wd, es in OVERFIT_CONDITIONS.values() for seed in seeds]
+        names = [f"{name} seed={seed}" for name in OVERFIT_CONDITIONS for seed in seeds]
+        runs = iter(run_all(_overfit_run, tasks, workers, log=log, names=names))
+        out = {}
+        for name in OVERFIT_CONDITIONS:
+            per_seed = [next(runs) for _ in seeds]
+            row = {"runs": per_seed, "kept_val_loss": [r["kept_val_loss"] for r in per_seed],
+                   "kept_val_acc": [r["kept_val_acc"] for r in per_seed]}
+            row["loss_mean"], row["loss_std"] = mean_std(row["kept_val_loss"])
+            row["acc_mean"], row["acc_std"] = mean_std(row["kept_val_acc"])
+            out[name] = row
+        return {"conditions": out, "n_train": len(train_data), "n_val": len(val), "seeds": seeds}
 
     return _cached_json(f"faq-overfit-{prof.name}", fp, compute, log)

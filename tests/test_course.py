@@ -136,3 +136,28 @@ def test_real_chapters_export_without_leaks(tmp_path):
         teacher = nbformat.read(teacher_path, as_version=4)
         assert course.leaked_solutions(student, teacher) == []
         assert all(c.outputs == [] for c in student.cells if c.cell_type == "code")
+
+
+def test_quizzes_export_questions_to_students_and_answers_to_instructors(chapters, tmp_path):
+    from ftbook import quiz
+
+    written = course.export(tmp_path / "out", chapters)
+    assert [p.name for p in written["student_quizzes"]] == ["ch01.md", "ch02.md"]  # the exported chapters' only
+    for student_path, teacher_path in zip(written["student_quizzes"], written["instructor_quizzes"]):
+        key = student_path.stem
+        student, teacher = student_path.read_text(encoding="utf-8"), teacher_path.read_text(encoding="utf-8")
+        assert teacher == quiz.render_markdown(key)
+        questions = quiz.load(key).questions
+        assert all(q.question in student for q in questions)
+        assert "答案与解析" not in student
+        assert not any(c.explanation in student for q in questions for c in q.choices)
+        assert all(c.explanation in teacher for q in questions for c in q.choices)
+
+
+def test_quiz_export_refuses_a_leak(chapters, tmp_path, monkeypatch):
+    from ftbook import quiz
+
+    real = quiz.render_markdown
+    monkeypatch.setattr(quiz, "render_markdown", lambda key, folder=None, answers=True: real(key, folder))
+    with pytest.raises(RuntimeError, match="answer text survived in the student quiz"):
+        course.export(tmp_path / "out", chapters)

@@ -137,3 +137,49 @@ def test_domain_shift_bad_arguments():
         faq.domain_shift_experiment("car", "book")
     with pytest.raises(ValueError, match="must differ"):
         faq.domain_shift_experiment("book", "book")
+
+
+def test_mean_std():
+    assert faq.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # sample standard deviation (n - 1)
+    assert faq.mean_std([0.5]) == (0.5, 0.0)
+    with pytest.raises(ValueError, match="at least one value"):
+        faq.mean_std([])
+
+
+@pytest.mark.parametrize("seeds", [[], [True], ["0"]])
+def test_experiments_reject_bad_seeds(seeds):
+    with pytest.raises(ValueError, match="seeds must be a non-empty sequence of ints"):
+        faq.overfitting_experiment(seeds=seeds)
+    with pytest.raises(ValueError, match="seeds must be a non-empty sequence of ints"):
+        faq.lr_experiment(seeds=seeds)
+
+
+def test_dapt_continues_mlm_on_the_domain_texts_only(ckpt, tmp_path, monkeypatch):
+    """DAPT on a toy corpus: it starts from the given checkpoint (not from random weights), trains
+    on the target domain's train texts only, and its MLM on those texts improves."""
+    from transformers import BertForMaskedLM
+
+    from ftbook import config
+
+    monkeypatch.setenv("FTBOOK_CACHE", str(tmp_path))
+    monkeypatch.setenv("FTBOOK_NO_PREBUILT", "1")
+    monkeypatch.setitem(config._SECTIONS["faq"], "tiny", {**config._SECTIONS["faq"]["tiny"], "dapt_steps": 40,
+                        "dapt_lr": 1e-2, "dapt_warmup": 2, "dapt_batch": 4, "dapt_max_length": 16})
+    monkeypatch.setattr(faq, "base_checkpoint", lambda profile=None: ckpt)
+    book = ["书很差", "好评很好", "书很好", "差评很差"] * 4
+    doms = {"hotel": {"train": (["酒店很好"] * 8, [1] * 8), "validation": (["酒店很好"] * 4, [1] * 4)},
+            "laptop": {"train": (["还行一般"] * 8, [0] * 8), "validation": (["还行一般"] * 4, [0] * 4)},
+            "book": {"train": (book, [0, 1] * 8), "validation": (book[:8], [0, 1] * 4)}}
+    monkeypatch.setattr(faq, "reviews_by_domain", lambda profile=None: doms)
+    out = faq.dapt_checkpoint("book", "tiny")
+    record = __import__("json").loads((out / "dapt.json").read_text(encoding="utf-8"))
+    assert record["domain"] == "book" and record["texts"] == len(book) and record["steps"] == 40
+    assert set(record["masked_accuracy_before"]) == set(record["masked_accuracy_after"]) == set(doms)
+    assert record["history"][-1]["loss"] < record["history"][0]["loss"]
+    assert record["masked_accuracy_after"]["book"] > record["masked_accuracy_before"]["book"]
+    base = BertForMaskedLM.from_pretrained(str(ckpt)).state_dict()
+    adapted = BertForMaskedLM.from_pretrained(str(out)).state_dict()
+    assert set(base) == set(adapted)
+    assert any(not torch.equal(base[k], adapted[k]) for k in base)
+    with pytest.raises(ValueError, match="unknown domain 'car'"):
+        faq.dapt_checkpoint("car", "tiny")

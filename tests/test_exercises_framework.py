@@ -59,6 +59,54 @@ def test_any_exception_of_the_answer_is_a_verdict(capsys):
     assert "还不对" in capsys.readouterr().out
 
 
+def test_level_sets_points_and_is_validated():
+    @exercise("labtest.t1", "easy one", level="easy")
+    def _e(answer):
+        pass
+
+    @exercise("labtest.t2", "hard one", level="hard")
+    def _h(answer):
+        pass
+
+    assert get("labtest.t1").points == exercises.POINTS["easy"] == 1
+    assert get("labtest.t2").points == 3 and get("labtest.t2").level == "hard"
+    assert get("ch01.q1").level is None and get("ch01.q1").points == 1
+    with pytest.raises(ValueError, match="level must be one of"):
+        exercise("labtest.t3", level="trivial")
+
+
+def test_grade_log_gets_one_json_line_per_check(tmp_path, monkeypatch):
+    import json
+
+    @exercise("labtest.t4", level="medium")
+    def _m(answer):
+        assert answer == 2, "答案是 2"
+
+    log = tmp_path / "grade.jsonl"
+    monkeypatch.setenv(exercises.GRADE_LOG_ENV, str(log))
+    check("labtest.t4", 1, quiet=True)
+    check("labtest.t4", 2, quiet=True)
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["ok"], r["points"], r["level"]) for r in lines] == [
+        ("labtest.t4", False, 2, "medium"), ("labtest.t4", True, 2, "medium")]
+    assert lines[0]["message"].startswith("答案是 2") and lines[1]["message"] == ""
+
+
+def test_no_grade_log_without_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(exercises.GRADE_LOG_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert check("ch01.q2", None, quiet=True) is False
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_registered_lists_a_module_in_natural_order():
+    ids = [e.id for e in exercises.registered("ch17")]
+    assert ids and all(i.startswith("ch17.") for i in ids)
+    assert ids == sorted(ids, key=lambda i: int(i.split(".q")[1]))
+    with pytest.raises(KeyError, match="no exercises module"):
+        exercises.registered("ch99")
+
+
 def test_registry_keeps_prompt_from_docstring():
     assert "MiniLM" in get("ch01.q1").prompt
     assert exercises.get("ch02.q1").id == "ch02.q1"

@@ -193,7 +193,7 @@ def test_train_chinese_bert_writes_a_loadable_model_and_its_log(small_profile, t
     assert [h["step"] for h in record["history"]] == [3, 6] == [e["step"] for e in record["evals"]]
     assert record["command"] == "test" and record["sizes"]["steps"] == 6
     assert record["corpus"]["texts"] == 200 and record["corpus"]["characters"] == sum(map(len, small_profile))
-    assert record["unigram_entropy"] > 3 and record["wall_seconds"] > 0
+    assert record["unigram_entropy"] > 3 and record["wall_seconds"] >= 0  # rounded to 0.1 s: a tiny run may print 0.0
     assert pretrain.training_log(out) == record["history"]
 
 

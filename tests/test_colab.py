@@ -15,7 +15,8 @@ from ftbook import colab
 from ftbook.config import _SECTIONS, get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))  # the chapters, numbered and in the toc
+ALL_NOTEBOOKS = colab.book_notebooks(ROOT)  # chapters, labs and projects: a badge and setup cell each
 PLACEHOLDER = "本章正在编写中"
 
 
@@ -29,18 +30,18 @@ def test_every_chapter_notebook_is_in_the_toc_in_order():
     assert [int(p.name[:2]) for p in NOTEBOOKS] == list(range(1, len(NOTEBOOKS) + 1))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
 def test_badge_points_at_the_repository(path):
     url, branch = colab.repository(ROOT)
     first = read(path).cells[0]
-    assert first.cell_type == "markdown" and first.source.startswith("# 第 ")
+    assert first.cell_type == "markdown" and first.source.startswith(("# 第 ", "# 实验 ", "# 期中项目", "# 期末项目"))
     badge = colab.badge_line(path, ROOT)
     assert badge in first.source.splitlines(), f"{path.name}: run python -m ftbook.colab sync {path}"
     gh = url.removeprefix("https://github.com/")
-    assert f"colab.research.google.com/github/{gh}/blob/{branch}/chapters/{path.name}" in badge
+    assert f"colab.research.google.com/github/{gh}/blob/{branch}/{path.relative_to(ROOT).as_posix()}" in badge
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
 def test_setup_cell_is_the_generated_one(path):
     cell = read(path).cells[1]
     assert cell.cell_type == "code"
@@ -118,7 +119,8 @@ def test_every_runtime_dependency_has_a_colab_decision():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["serve"] + project["optional-dependencies"]["llm"]
+    deps = project["dependencies"] + project["optional-dependencies"]["serve"] + project["optional-dependencies"]["llm"] \
+        + project["optional-dependencies"]["course"]
     names = {colab.normalize(re.match(r"[A-Za-z0-9._-]+", d).group()) for d in deps}
     groups = [set(colab.COLAB_PROVIDES), set(colab.COLAB_INSTALL), set(colab.COLAB_NO_DEPS)]
     assert set.union(*groups) == names, "decide for each dependency: Colab has it, install it, or --no-deps"

@@ -4,8 +4,8 @@ Taught in the course page (``chapters/course.md``, "导出学生版与教师版"
 
     python -m ftbook course export OUTDIR [--chapters DIR] [--only 06 07]
 
-writes ``OUTDIR/student/*.ipynb`` (every cell tagged ``solution`` removed, every output and
-execution count cleared) and ``OUTDIR/instructor/*.ipynb`` (the chapters as they are, with their
+writes ``OUTDIR/student/*.ipynb`` - the chapters, ``labs/`` and ``projects/`` (every cell tagged
+``solution`` removed, every output and execution count cleared; ``projects/RUBRIC.md`` beside them) and ``OUTDIR/instructor/*.ipynb`` (the chapters as they are, with their
 solutions and stored outputs), plus a ``README.md`` in each saying what it holds, and each exported
 chapter's quiz (:mod:`ftbook.quiz`) as ``quizzes/chNN.md``: questions only for students, answers and
 every choice's explanation for the instructor. :func:`leaked_solutions` proves a student notebook
@@ -101,23 +101,29 @@ def export(outdir: str | Path, chapters: str | Path | None = None, only: Iterabl
     if outdir.resolve() == src.resolve() or src.resolve() in outdir.resolve().parents:
         raise ValueError(f"OUTDIR {outdir} is inside the chapters folder {src}; choose another folder")
     only = tuple(only)
-    paths = sorted(p for p in src.glob("*.ipynb") if not only or p.name.startswith(only))
+    paths = [p for pattern in ("*.ipynb", "labs/*.ipynb", "projects/*.ipynb") for p in sorted(src.glob(pattern))
+             if not only or p.name.startswith(only)]
     if not paths:
         raise FileNotFoundError(f"no notebooks in {src}" + (f" starting with {only}" if only else ""))
     written: dict[str, list[Path]] = {"student": [], "instructor": []}
     for kind in ("student", "instructor"):
         (outdir / kind).mkdir(parents=True, exist_ok=True)
     for path in paths:
+        rel = path.relative_to(src)  # 06_layer_norm.ipynb, labs/lab06.ipynb, projects/midterm.ipynb
         nb = nbformat.read(path, as_version=4)
         student = student_notebook(nb)
         leaks = leaked_solutions(student, nb)
         if leaks:  # never ship a student notebook that still holds solution text
-            raise RuntimeError(f"{path.name}: solution text survived in the student notebook: {leaks[:3]}")
-        nbformat.write(student, outdir / "student" / path.name)
-        shutil.copyfile(path, outdir / "instructor" / path.name)
-        written["student"].append(outdir / "student" / path.name)
-        written["instructor"].append(outdir / "instructor" / path.name)
-    for kind, pages in _export_quizzes(outdir, {p.name[:2] for p in paths}).items():
+            raise RuntimeError(f"{rel}: solution text survived in the student notebook: {leaks[:3]}")
+        for kind in ("student", "instructor"):
+            (outdir / kind / rel).parent.mkdir(parents=True, exist_ok=True)
+            written[kind].append(outdir / kind / rel)
+        nbformat.write(student, outdir / "student" / rel)
+        shutil.copyfile(path, outdir / "instructor" / rel)
+    if any(p.parent.name == "projects" for p in paths):
+        written["rubrics"] = _export_rubrics(outdir, sorted(p.stem for p in paths if p.parent.name == "projects"))
+    chapters_only = [p for p in paths if p.parent == src]
+    for kind, pages in _export_quizzes(outdir, {p.name[:2] for p in chapters_only}).items():
         written[f"{kind}_quizzes"] = pages
     (outdir / "student" / "README.md").write_text(
         "# 学生版\n\n参考答案已移除、输出已清空。需要 `pip install ftbook`（或在 Colab 中打开，"
@@ -125,6 +131,20 @@ def export(outdir: str | Path, chapters: str | Path | None = None, only: Iterabl
     (outdir / "instructor" / "README.md").write_text(
         "# 教师版\n\n与书中章节相同：含参考答案（标签 `solution`）与运行结果。\n", encoding="utf-8")
     return written
+
+
+def _export_rubrics(outdir: Path, names: list[str]) -> list[Path]:
+    """``projects/RUBRIC.md`` (the same for students and instructors: a rubric is no secret)."""
+    from . import projects
+
+    known = [n for n in names if n in projects.RUBRIC]
+    text = "# 项目评分表\n\n" + "\n\n".join(f"## {n}\n\n{projects.rubric_table(n)}" for n in known) + "\n"
+    out = []
+    for kind in ("student", "instructor"):
+        path = outdir / kind / "projects" / "RUBRIC.md"
+        path.write_text(text, encoding="utf-8")
+        out.append(path)
+    return out
 
 
 def _export_quizzes(outdir: Path, numbers: set[str]) -> dict[str, list[Path]]:
@@ -168,5 +188,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     n, q = len(written["student"]), len(written["student_quizzes"])
-    print(f"wrote {n} student and {n} instructor notebooks, {q} quizzes each, under {args.outdir}")
+    print(f"wrote {n} student and {n} instructor notebooks (chapters, labs, projects), {q} quizzes each, "
+          f"under {args.outdir}")
     return 0

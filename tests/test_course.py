@@ -128,9 +128,27 @@ def test_cli_through_python_m_ftbook(chapters, tmp_path):
     assert (tmp_path / "o" / "student" / "01_demo.ipynb").is_file()
 
 
+def test_labs_and_projects_are_exported_in_their_folders(chapters, tmp_path):
+    (chapters / "labs").mkdir()
+    (chapters / "projects").mkdir()
+    make_chapter(chapters / "labs", "lab01.ipynb")
+    make_chapter(chapters / "projects", "midterm.ipynb")
+    written = course.export(tmp_path / "o", chapters)
+    for kind in ("student", "instructor"):
+        assert (tmp_path / "o" / kind / "labs" / "lab01.ipynb").is_file()
+        assert (tmp_path / "o" / kind / "projects" / "midterm.ipynb").is_file()
+        rubric = (tmp_path / "o" / kind / "projects" / "RUBRIC.md").read_text(encoding="utf-8")
+        assert "midterm.t1" in rubric and "合计" in rubric
+    lab = (tmp_path / "o" / "student" / "labs" / "lab01.ipynb").read_text(encoding="utf-8")
+    assert "secret-code-xyz" not in lab and "secret-text-xyz" not in lab
+    assert len(written["student"]) == 4
+
+
 def test_real_chapters_export_without_leaks(tmp_path):
     written = course.export(tmp_path / "book")
-    assert len(written["student"]) == len(list((ROOT / "chapters").glob("*.ipynb")))
+    expected = [p for g in ("*.ipynb", "labs/*.ipynb", "projects/*.ipynb") for p in (ROOT / "chapters").glob(g)]
+    assert len(written["student"]) == len(expected)
+    assert any("labs" in p.parts for p in written["student"]) or not (ROOT / "chapters" / "labs").is_dir()
     for student_path, teacher_path in zip(written["student"], written["instructor"]):
         student = nbformat.read(student_path, as_version=4)
         teacher = nbformat.read(teacher_path, as_version=4)

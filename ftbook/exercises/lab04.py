@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from . import exercise
+from ._answers import number as _number, returned as _returned, callable_answer as _callable
 
 IGNORE = -100
 SMOOTH_LOGITS = [2.0, 0.5, -1.0]  # task 2: logits, true class 0, label smoothing 0.1
@@ -21,28 +22,6 @@ def t1_data() -> tuple[torch.Tensor, torch.Tensor]:
     logits = 2.0 * torch.randn(7, 5, generator=g, dtype=torch.float64)
     labels = torch.tensor([3, 0, 4, 4, 1, IGNORE, IGNORE])
     return logits, labels
-
-
-def _number(answer, what: str) -> float:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请给出{what}（一个数）。")
-    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-        answer = answer.item()
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"请给出一个数（float），而不是 {type(answer).__name__}")
-    return float(answer)
-
-
-def _returned(value, what: str) -> None:
-    if value is None:
-        raise AssertionError(f"函数返回了 None：还没有完成 TODO（应返回{what}）。")
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
 
 
 @exercise("lab04.t1", "用 t1_data() 的 logits 和标签（-100 不计入）算出这段文本的困惑度。", level="easy")

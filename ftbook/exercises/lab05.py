@@ -9,25 +9,9 @@ import math
 import torch
 
 from . import exercise
+from ._answers import number as _number, callable_answer as _callable
 
 HESSIAN_MATRIX = [[21.0, 19.0], [19.0, 21.0]]  # task 4: f(p) = 1/2 p^T A p
-
-
-def _number(answer, what: str) -> float:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请给出{what}（一个数）。")
-    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-        answer = answer.item()
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"请给出一个数（float），而不是 {type(answer).__name__}")
-    return float(answer)
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
 
 
 def _run_sgd(steps: int, **kw) -> float:

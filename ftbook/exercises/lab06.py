@@ -9,15 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from . import exercise
+from ._answers import callable_answer as _callable
 
 X1 = [1.0, 2.0, 3.0, 4.0]
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
 
 
 @exercise("lab06.t1", "x = [1, 2, 3, 4]，γ=1、ε=0：手算 RMSNorm 的输出（4 个数）。", level="easy")

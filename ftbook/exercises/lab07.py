@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from . import exercise
+from ._answers import number as _number, callable_answer as _callable, returned as _returned
 
 # task 1: one query, four keys, the last key is padding
 T1_QUERY = [1.0, 2.0]
@@ -27,16 +28,6 @@ SEEDS = (0, 1, 2)
 LEARNED = 0.8  # accuracy at or above which a run counts as learned
 
 
-def _number(answer, what: str) -> float:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请给出{what}（一个数）。")
-    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-        answer = answer.item()
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"请给出一个数，而不是 {type(answer).__name__}")
-    return float(answer)
-
-
 def _floats(answer, n: int, what: str) -> list[float]:
     if answer is None:
         raise AssertionError(f"还没有作答：请给出{what}（{n} 个数的列表或张量）。")
@@ -49,18 +40,6 @@ def _floats(answer, n: int, what: str) -> list[float]:
     if len(vals) != n:
         raise AssertionError(f"{what}应有 {n} 个数，你给了 {len(vals)} 个。")
     return vals
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
-
-
-def _returned(value, what: str) -> None:
-    if value is None:
-        raise AssertionError(f"函数返回了 None：还没有完成 TODO（应返回{what}）。")
 
 
 @exercise("lab07.t1", "一个 query、4 个 key（最后一个是填充）：手算带 key 填充掩码、除以 √d_k 的注意力权重（4 个数）。",

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from . import exercise
+from ._answers import number as _number, callable_answer as _callable, returned as _returned
 
 T1 = {"batch": 32, "seq": 512, "heads": 12, "hidden": 768}  # bert-base at its longest, float32
 T4_LAYER = 2  # the MiniLM layer whose weights task 4 copies
@@ -29,28 +30,6 @@ def minilm():
 
     model = from_pretrained(BertModel, str(minilm_path()), attn_implementation="eager").eval()
     return model, from_pretrained(AutoTokenizer, str(minilm_path()))
-
-
-def _number(answer, what: str) -> float:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请给出{what}（一个数）。")
-    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-        answer = answer.item()
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"请给出一个数，而不是 {type(answer).__name__}")
-    return float(answer)
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
-
-
-def _returned(value, what: str) -> None:
-    if value is None:
-        raise AssertionError(f"函数返回了 None：还没有完成 TODO（应返回{what}）。")
 
 
 def _tensor(got, shape, what: str) -> None:

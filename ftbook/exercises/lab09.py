@@ -9,9 +9,9 @@ import math
 import statistics
 
 import torch
-import torch.nn.functional as F
 
 from . import exercise
+from ._answers import number as _number, callable_answer as _callable, returned as _returned
 
 T2_LENGTHS = [50, 30, 200, 10, 90, 60]  # token counts of six texts (no special tokens)
 T2_MAX_LENGTH = 128
@@ -59,28 +59,6 @@ def probe_data() -> dict:
     ds = chinese_reviews()
     tr, va = ds["train"][:N_POOL], ds["validation"][:N_VAL]
     return {"train": (list(tr["text"]), list(tr["label"])), "validation": (list(va["text"]), list(va["label"]))}
-
-
-def _number(answer, what: str) -> float:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请给出{what}（一个数）。")
-    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-        answer = answer.item()
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"请给出一个数，而不是 {type(answer).__name__}")
-    return float(answer)
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
-
-
-def _returned(value, what: str) -> None:
-    if value is None:
-        raise AssertionError(f"函数返回了 None：还没有完成 TODO（应返回{what}）。")
 
 
 @exercise("lab09.t1", "t1_texts() 的 500 条评论：按字频猜被遮的字，交叉熵（字频熵，单位 nat）是多少？", level="easy")

@@ -10,15 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from . import exercise
+from ._answers import callable_answer as _callable
 
 T1 = {"n": 1717, "batch_size": 16, "grad_accum": 2, "epochs": 3, "warmup_ratio": 0.06}
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
 
 
 def _int_pair(answer, what: str) -> tuple[int, int]:

@@ -15,13 +15,7 @@ import numpy as np
 import torch
 
 from . import exercise
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
+from ._answers import callable_answer as _callable
 
 
 def t1_weight() -> torch.Tensor:

@@ -10,20 +10,9 @@ import random
 import torch
 
 from . import exercise
+from ._answers import callable_answer, returned as _returned
 
 TYPES = ("PER", "LOC", "ORG")
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数或类，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数或类（callable），而不是 {type(answer).__name__}")
-
-
-def _returned(value, what: str) -> None:
-    if value is None:
-        raise AssertionError(f"返回了 None：还没有完成 TODO（应返回{what}）。")
 
 
 # ---------------------------------------------------------------- task 1: word/POS pairs -> BIO
@@ -62,7 +51,7 @@ def _bio_variant(pairs, join: str):
 def t1(answer) -> None:
     from ..tagging import words_to_bio
 
-    _callable(answer, "def my_words_to_bio(pairs): ...")
+    callable_answer(answer, "def my_words_to_bio(pairs): ...", kind="函数或类")
     for pairs in _t1_cases():
         got = answer(list(pairs))
         _returned(got, "(chars, tags) 两个列表")
@@ -147,7 +136,7 @@ def _t2_wrong(true, pred) -> dict[str, tuple[float, float, float]]:
 def t2(answer) -> None:
     from seqeval.metrics import f1_score, precision_score, recall_score
 
-    _callable(answer, "def entity_prf(true, pred): ...")
+    callable_answer(answer, "def entity_prf(true, pred): ...", kind="函数或类")
     for well_formed, seed in ((True, 132), (False, 133)):
         true, pred = _t2_pairs(well_formed, seed)
         got = answer([list(s) for s in true], [list(s) for s in pred])
@@ -213,7 +202,7 @@ def _t3_variants(model, tok, texts) -> dict[str, torch.Tensor]:
 def t3(answer) -> None:
     from ..similarity import embed
 
-    _callable(answer, "def my_embed(texts, model, tokenizer): ...")
+    callable_answer(answer, "def my_embed(texts, model, tokenizer): ...", kind="函数或类")
     model, tok = _t3_model()
     want = embed(T3_TEXTS, model, tok)
     try:
@@ -265,7 +254,7 @@ def _t4_wrong(scores: torch.Tensor, k: int) -> dict[str, tuple[float, float]]:
 def t4(answer) -> None:
     from ..similarity import retrieval_metrics
 
-    _callable(answer, "def recall_mrr(scores, k): ...")
+    callable_answer(answer, "def recall_mrr(scores, k): ...", kind="函数或类")
     for scores, k in _t4_matrices():
         got = answer(scores.clone(), k)
         _returned(got, "(Recall@k, MRR) 两个数")
@@ -311,7 +300,7 @@ def _t5_wrong(mats, k) -> dict[str, torch.Tensor]:
 @exercise("lab13.t5", "从零写 rrf(score_matrices, k)：倒数名次融合，返回 Σ_m 1/(k + 第 m 个方法给的名次)。",
           level="medium")
 def t5(answer) -> None:
-    _callable(answer, "def rrf(score_matrices, k=60): ...")
+    callable_answer(answer, "def rrf(score_matrices, k=60): ...", kind="函数或类")
     g = torch.Generator().manual_seed(135)
     plain = [torch.randn(6, 9, generator=g, dtype=torch.float64), torch.rand(6, 9, generator=g, dtype=torch.float64)]
     ties = [(torch.rand(7, 7, generator=g, dtype=torch.float64) * 3).round() for _ in range(3)]
@@ -368,7 +357,7 @@ def _t6_data(seed: int = 136):
 def t6(answer) -> None:
     from ..tagging import LexiconTagger
 
-    _callable(answer, "class MyLexiconTagger: ...")
+    callable_answer(answer, "class MyLexiconTagger: ...", kind="函数或类")
     train, test = _t6_data()
     chars, tags = [list(c) for c, _ in train], [list(t) for _, t in train]
     try:

@@ -13,21 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from . import exercise
+from ._answers import callable_answer as _callable, returned as _returned
 
 T1_BATCH, T1_LENGTH, T1_BYTES = 8, 128, 4  # a full batch of full-length float32 sequences
 T6_PROMPT, T6_SAMPLES, T6_NEW = "这家酒店", 8, 40
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
-
-
-def _returned(value, what: str) -> None:
-    if value is None:
-        raise AssertionError(f"返回了 None：还没有完成 TODO（应返回{what}）。")
 
 
 def _tensor(value, shape, what: str) -> torch.Tensor:

@@ -11,32 +11,11 @@ import torch
 from torch import nn
 
 from . import exercise
+from ._answers import callable_answer, number as _number, returned as _returned
 
 T1_RANK, T1_ALPHA = 8, 16
 T1_TARGETS = ["query", "key", "value", "attention.output.dense"]
 T5_DIM, T5_SINGULAR, T5_RANKS = 32, (4.0, 3.0, 2.0, 1.0), (1, 2, 4, 8)
-
-
-def _number(answer, what: str) -> float:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请给出{what}（一个数）。")
-    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-        answer = answer.item()
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"请给出一个数（int 或 float），而不是 {type(answer).__name__}")
-    return float(answer)
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数或类，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数或类（callable），而不是 {type(answer).__name__}")
-
-
-def _returned(value, what: str) -> None:
-    if value is None:
-        raise AssertionError(f"返回了 None：还没有完成 TODO（应返回{what}）。")
 
 
 # ---------------------------------------------------------------- task 1: counting parameters
@@ -87,7 +66,7 @@ def t1(answer) -> None:
 def t2(answer) -> None:
     from ..lora import LoRALinear
 
-    _callable(answer, "def merge(W, A, B, alpha, r): ...")
+    callable_answer(answer, "def merge(W, A, B, alpha, r): ...", kind="函数或类")
     g = torch.Generator().manual_seed(152)
     for d_in, d_out, r, alpha in ((20, 12, 4, 8), (7, 9, 2, 16)):
         layer = LoRALinear(nn.Linear(d_in, d_out, dtype=torch.float64), r=r, alpha=alpha)
@@ -138,7 +117,7 @@ def _t3_build(answer, base, r, alpha):
 def t3(answer) -> None:
     from ..lora import LoRALinear
 
-    _callable(answer, "class MyLoRALinear(nn.Module): ...")
+    callable_answer(answer, "class MyLoRALinear(nn.Module): ...", kind="函数或类")
     torch.manual_seed(153)
     g = torch.Generator().manual_seed(153)
     d_in, d_out, r, alpha = 20, 12, 4, 8
@@ -351,7 +330,7 @@ def _t6_summary(model: nn.Module):
 def t6(answer) -> None:
     from ..lora import apply_lora
 
-    _callable(answer, "def my_apply_lora(model, r, alpha, target_modules, modules_to_save): ...")
+    callable_answer(answer, "def my_apply_lora(model, r, alpha, target_modules, modules_to_save): ...", kind="函数或类")
     torch.manual_seed(156)
     model = T6Model()
     twin = apply_lora(copy.deepcopy(model), 2, 4, ["query", "value"], modules_to_save=["head"])

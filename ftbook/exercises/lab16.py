@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from . import exercise
+from ._answers import callable_answer as _callable
 
 IGNORE = -100
 
@@ -36,13 +37,6 @@ def toy_llm(vocab_size: int = 64, seed: int = 0):
                          tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                          initializer_range=0.5)  # large weights: varied greedy outputs
     return LlamaForCausalLM(config).eval()
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
 
 
 def _call(fn, *args):

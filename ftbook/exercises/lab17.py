@@ -10,17 +10,11 @@ import math
 import torch
 
 from . import exercise
+from ._answers import callable_answer as _callable
 
 T2_LR, T2_DECAY, T2_STEPS, T2_WARMUP = 1e-3, 0.01, 200, 20
 T5_TEXTS = ("房间很干净，服务也很热情，下次还会再来。", "屏幕太暗了，电池也不耐用，很失望。",
             "这本书写得真好，故事很感人。")
-
-
-def _callable(answer, example: str) -> None:
-    if answer is None:
-        raise AssertionError(f"还没有作答：请传入一个函数，例如 {example}")
-    if not callable(answer):
-        raise TypeError(f"请传入一个函数（callable），而不是 {type(answer).__name__}")
 
 
 def _call(fn, *args):

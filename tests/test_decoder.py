@@ -306,3 +306,31 @@ def test_bad_config():
         DecoderConfig.from_hf(tiny_config(True, mlp_bias=True))
     with pytest.raises(TypeError, match="LlamaForCausalLM"):
         Decoder.from_hf(nn.Linear(2, 2))
+
+
+def test_equals_smollm2_on_a_left_padded_batch_and_its_cache():
+    """The real model (SmolLM2-135M-Instruct, the packaged GGUF dequantised to float32): logits at the
+    real positions of a left-padded batch, and the next token's logits through our KV cache."""
+    from ftbook.resources import small_llm
+
+    llm, tok = small_llm()
+    ours = Decoder.from_hf(llm).eval()
+    assert ours.config.num_hidden_layers == llm.config.num_hidden_layers == 30
+    tok.padding_side = "left"
+    enc = tok(["The capital of France is", "Hello", "A short story about a cat:"], return_tensors="pt",
+              padding=True)
+    mask = enc["attention_mask"]
+    assert (mask == 0).any(), "the batch must be left-padded for this test to mean anything"
+    with torch.no_grad():
+        ref = llm(**enc, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+        got = ours(enc["input_ids"], mask)
+        real = mask.bool()
+        assert (ref - got)[real].abs().max().item() < 1e-3
+        assert torch.equal(ref[:, -1].argmax(-1), got[:, -1].argmax(-1))
+        # the KV cache on the real model: the prompt, then one token, equal to one full forward
+        nxt = got[:, -1].argmax(-1, keepdim=True)  # (3, 1)
+        full_mask = torch.cat((mask, torch.ones_like(nxt)), 1)
+        full = ours(torch.cat((enc["input_ids"], nxt), 1), full_mask)
+        _, cache = ours(enc["input_ids"], mask, use_cache=True)
+        step = ours(nxt, full_mask, past_key_values=cache)
+    assert (step[:, 0] - full[:, -1]).abs().max().item() < 1e-3

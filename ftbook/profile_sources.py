@@ -85,7 +85,8 @@ SOURCES: dict[str, dict[str, Source]] = {
         "search_warmups": Source(DESIGN, "不预热（0）对照 BERT 官方代码的 warmup_proportion=0.1"),
     },
     "instruct": {
-        "lr": Source(PAPER, "QLoRA 论文（Dettmers et al. 2023）：13B 及以下的模型 LoRA 学习率 2e-4", (2e-4, 2e-4)),
+        "lr": Source(PAPER, "QLoRA 论文（Dettmers et al. 2023）：7B、13B 模型的 LoRA 学习率 2e-4（33B、65B 用 1e-4）；"
+                               "这里 0.5B 的模型沿用 2e-4", (2e-4, 2e-4)),
         "steps": Source(GUESS, "按预算定的步数，未测量"),
         "warmup_steps": Source(GUESS, "总步数的 5%，未测量"),
         "live_steps": Source(GUESS, "第 16 章现场演示的长度，只为看到损失下降"),
@@ -111,7 +112,8 @@ SOURCES: dict[str, dict[str, Source]] = {
         "pretrain_steps": Source(GUESS, "第 2 章小模型预训练的步数，按预算定，未测量"),
         "pretrain_lr": Source(GUESS, "4 层、hidden 256 的小模型：介于 tiny 配置用的 1e-3 与 BERT 预训练的 1e-4 之间，未测量"),
         "finetune_epochs": BERT_EPOCHS,
-        "finetune_lr": Source(PAPER, "小型 BERT（Turc et al. 2019）：微调学习率在 3e-4、1e-4、5e-5、3e-5 中选",
+        "finetune_lr": Source(PAPER, "小型 BERT（Turc et al. 2019，google-research/bert 发布的 24 个小模型）："
+                                     "微调学习率在 3e-4、1e-4、5e-5、3e-5 中选",
                               (3e-5, 3e-4)),
     },
     "pretrain": {

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -223,8 +224,9 @@ def pretend_colab(tmp_path_factory):
                      "files": snapshot(site_of(python))})
     print(f"\npretend Colab ready and the cell run twice in {time.perf_counter() - start:.0f} s "
           f"(first run {runs[0]['seconds']:.0f} s, second {runs[1]['seconds']:.0f} s)")
-    return {"python": python, "clone": clone, "env": env, "tmp": tmp, "torch_dir": torch_dir,
-            "before": before, "runs": runs, "probe": json.loads(run_py(python, PROBE, env=env))}
+    yield {"python": python, "clone": clone, "env": env, "tmp": tmp, "torch_dir": torch_dir,
+           "before": before, "runs": runs, "probe": json.loads(run_py(python, PROBE, env=env))}
+    shutil.rmtree(tmp, ignore_errors=True)  # ~0.5 GB of installed wheels; pytest keeps 3 old tmp dirs
 
 
 def test_the_pretend_colab_lacks_exactly_what_the_cell_supplies(pretend_colab):

@@ -21,6 +21,10 @@ What the setup cell installs in Colab is pinned, never "latest":
   (:data:`COLAB_PROVIDES`: torch above all) is left as it is, never reinstalled or upgraded;
 * ftbook itself with ``--no-deps``, so pip cannot upgrade Colab's packages to untested versions.
 The cell prints every ``package==version`` it changed, then the commit.
+
+``tests/test_colab_cell.py`` runs chapter 4's cell for real: in a fresh venv that plays Colab (the
+tested packages without those the cell supplies, a stand-in ``google.colab``), with the GitHub URL
+pointed at a ``git+file://`` clone of this checkout, then runs the chapter in that venv's kernel.
 """
 
 from __future__ import annotations

@@ -161,17 +161,20 @@ def splits(prof: Profile, sizes) -> dict:
 def settings(profile: str | Profile | None = None) -> dict:
     """What decides the result: the sizes, the checkpoint's SHA-256 and the data's digest (the
     shipped result is used only when these equal the current ones)."""
+    from .checkpoints import sha256_file
     from .corpus import corpus_digest
     from .pretrain import pretrained_chinese_bert
 
     prof = get_profile(profile)
     sizes = prof.sizes("label_budgets")
-    ckpt = pretrained_chinese_bert(prof)
-    manifest = json.loads((Path(ckpt) / "MANIFEST.json").read_text(encoding="utf-8"))
+    ckpt = Path(pretrained_chinese_bert(prof))
+    manifest = ckpt / "MANIFEST.json"  # the shipped model's; the hub's snapshot (full) has none: hash the file
+    checkpoint = (json.loads(manifest.read_text(encoding="utf-8"))["files"]["model.safetensors"]["sha256"]
+                  if manifest.is_file() else sha256_file(ckpt / "model.safetensors"))
     data = splits(prof, sizes)
     flat = [t for split in data.values() for t in split[0]] + [str(y) for split in data.values() for y in split[1]]
     return {"profile": prof.name, "sizes": vars(sizes), "data": corpus_digest(flat),
-            "checkpoint": manifest["files"]["model.safetensors"]["sha256"], "threads": 1}
+            "checkpoint": checkpoint, "threads": 1}
 
 
 def _key(budget, arm: str, lr: float, seed: int) -> str:

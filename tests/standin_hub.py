@@ -51,6 +51,10 @@ def _bert(tokenizer_dir: Path, out: Path) -> None:
                         intermediate_size=128, max_position_embeddings=512)
     BertForMaskedLM(config).save_pretrained(out)
     tok.save_pretrained(out)
+    if not (out / "vocab.txt").is_file():  # the hub repos have one (a fast tokenizer may save only tokenizer.json)
+        vocab = sorted(tok.get_vocab().items(), key=lambda item: item[1])
+        assert [i for _, i in vocab] == list(range(len(vocab))), "vocabulary ids are not contiguous"
+        (out / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")
 
 
 def _llm(out: Path) -> None:

@@ -50,7 +50,10 @@ def register_sizes(section: str, *, tiny: Mapping[str, Any], full: Mapping[str, 
 
 @dataclass(frozen=True)
 class Profile:
-    """One size of the book: names of models and data, and where to find per-topic sizes."""
+    """One size of the book: names of models and data, and where to find per-topic sizes.
+
+    ``description`` is printed to the reader (chapter 2), so it is in Chinese like all the book's output.
+    """
 
     name: str
     description: str
@@ -79,7 +82,7 @@ class Profile:
 _PROFILES = {
     "tiny": Profile(
         name="tiny",
-        description="offline, CPU, minutes: packaged MiniLM + a Chinese BERT the book pre-trains",
+        description="离线、CPU、几分钟：随包的 MiniLM + 本书自己预训练的中文 BERT",
         english_model="minilm",
         chinese_model="ftbook-zh",
         english_data="bundled",
@@ -90,7 +93,7 @@ _PROFILES = {
     ),
     "full": Profile(
         name="full",
-        description="GPU + internet (e.g. Colab): bert-base models and full public datasets",
+        description="GPU + 联网（如 Colab）：bert-base 模型和完整的公开数据集",
         english_model="bert-base-uncased",
         chinese_model="bert-base-chinese",
         english_data="SetFit/bbc-news",

@@ -30,11 +30,7 @@ CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 STANDIN_SIZE = 1200  # Chinese train split (validation, test: a quarter each); chapter 9 draws 1,000 labels from it
 
 # Chapters that fail under the full profile for a reason outside this test's files (reported).
-KNOWN_FAILURES = {
-    "02": "cell 14: pretrain.training_log(bert_dir) on the hub's bert-base-chinese, which has no train_log.json",
-    "03": "cells 20-22: next(t for t in train_texts if '~{' in t) assumes an HZ-garbled review, as in the "
-          "bundled data; the hub's ChnSentiCorp need not have one (StopIteration), and cell 22 decodes it",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ The parts are named as in ``BertForMaskedLM``, so that each weight has one count
 * ``.bert`` - :class:`MaskedLMEncoder`, the chapter-8 encoder returning ``.last_hidden_state``
   (as ``BertModel`` does; no pooler, as in ``BertForMaskedLM``);
 * ``.cls`` - :class:`MLMHead` (``BertOnlyMLMHead``): ``dense -> GELU -> LayerNorm`` (the "transform"),
-  then the decoder ``Linear(hidden -> vocab)`` whose weight IS the word-embedding matrix (tied) and
-  whose bias is the head's own.
+  then the decoder ``Linear(hidden -> vocab)`` whose weight IS the word-embedding matrix (tied, as
+  nanoGPT ties ``lm_head``) and whose bias is the head's own.
 
 ``forward(input_ids, attention_mask, token_type_ids)`` returns ``MaskedLMOutput(logits=(batch, seq,
 vocab))`` like the twin, so :func:`ftbook.pretrain.fill_mask` and :func:`ftbook.pretrain.mlm_scores`
@@ -35,7 +35,7 @@ HEAD_KEYS = {  # our name -> BertForMaskedLM's (the decoder weight is tied to th
     "cls.transform.dense.bias": "cls.predictions.transform.dense.bias",
     "cls.transform.norm.weight": "cls.predictions.transform.LayerNorm.weight",
     "cls.transform.norm.bias": "cls.predictions.transform.LayerNorm.bias",
-    "cls.bias": "cls.predictions.bias",
+    "cls.decoder.bias": "cls.predictions.bias",
 }
 
 
@@ -72,12 +72,13 @@ class MLMHead(nn.Module):
     def __init__(self, config: EncoderConfig, word_embeddings: nn.Parameter):
         super().__init__()
         self.transform = _Transform(config)
-        self.word_embeddings = [word_embeddings]  # a list: shared, not registered a second time
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.decoder.weight = word_embeddings  # tied: one matrix, listed once by named_parameters()
+        nn.init.zeros_(self.decoder.bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(..., hidden)`` -> ``(..., vocab)`` logits."""
-        return F.linear(self.transform(hidden), self.word_embeddings[0], self.bias)
+        return self.decoder(self.transform(hidden))
 
 
 class EncoderForMaskedLM(nn.Module):

@@ -52,7 +52,7 @@ def test_to_hf_round_trip_after_training_and_tied_weights():
                         intermediate_size=64, max_position_embeddings=64)
     torch.manual_seed(0)
     ours = EncoderForMaskedLM(cfg)
-    assert ours.cls.word_embeddings[0] is ours.bert.embeddings.word.weight  # tied, as in BERT
+    assert ours.cls.decoder.weight is ours.bert.embeddings.word.weight  # tied, as in BERT
     texts = ["交通很方便，服务很好", "房间太小了，不推荐", "早餐不错，下次还来"] * 6
     encoded = [tok(t)["input_ids"] for t in texts]
     before = ours.bert.embeddings.word.weight.detach().clone()

@@ -22,26 +22,15 @@ def main(argv=None) -> None:
     ap.add_argument("--cut", type=int, default=126, help="review length (characters) that splits the test set")
     args = ap.parse_args(argv)
 
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from ftbook import baselines, finetune, resources
+    from ftbook import baselines, evaluation, finetune
     from ftbook.config import get_profile
 
     torch.set_num_threads(1)
     prof = get_profile()
-    test = resources.chinese_reviews(prof)["test"]
-    texts, y = list(test["text"]), np.array(test["label"])
+    pred = evaluation.checkpoint_predictions(finetune.finetuned_checkpoint("chinese", prof), "chinese", "test", prof)
+    texts, y = pred["texts"], np.array(pred["labels"])
     tfidf = np.array(baselines.baseline_report("chinese", prof)["tfidf_lr"]["test_predictions"])
-    ckpt = finetune.finetuned_checkpoint("chinese", prof)
-    tok = AutoTokenizer.from_pretrained(ckpt)
-    model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
-    max_length = prof.sizes("finetune").max_length
-    preds = []
-    with torch.no_grad():
-        for i in range(0, len(texts), 64):
-            enc = tok(texts[i:i + 64], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            preds += model(**enc).logits.argmax(-1).tolist()
-    bert, lengths = np.array(preds), np.array([len(t) for t in texts])
+    bert, lengths = pred["logits"].argmax(-1), np.array([len(t) for t in texts])
     print(f"测试集 {len(y):,} 条评论：BERT {np.mean(bert == y):.4f}，TF-IDF + 逻辑回归 {np.mean(tfidf == y):.4f}")
     for name, part in ((f"不超过 {args.cut} 字", lengths <= args.cut), (f"超过 {args.cut} 字", lengths > args.cut)):
         print(f"{name}：{int(part.sum()):,} 条  BERT {np.mean(bert[part] == y[part]):.4f}  "
